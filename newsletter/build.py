@@ -1,0 +1,161 @@
+"""Build an issue: compose, render, check, and write ``issues/<D>/`` without half-written files.
+
+Files written: ``issue.json`` (the manifest, also the input of later stages), ``index.html``
+(web version), ``email.html`` (inlined) and ``email.txt``. Each file is written to a temporary
+name and renamed into place; ``issue.json`` goes last, so a folder with an ``issue.json`` is a
+complete issue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from newsletter.checks import check_html, check_text
+from newsletter.compose import ComposeOptions, compose_issue
+from newsletter.config import Settings
+from newsletter.errors import BuildCheckError, IssueNotFoundError
+from newsletter.models import Article, Issue, RatesHeader, RateRow, Section, Window
+from newsletter.render import RenderedIssue, RenderOptions, render_issue
+
+MANIFEST_FORMAT = 1
+
+
+@dataclass
+class BuildResult:
+    issue: Issue
+    rendered: RenderedIssue
+    problems: list[str]
+    files: dict[str, bytes]
+    out_dir: Path | None = None
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+def render_options(settings: Settings) -> RenderOptions:
+    return RenderOptions(
+        templates_dir=settings.templates_dir,
+        tagline=settings.issue.tagline,
+        full_text=settings.issue.full_text,
+        web_url=settings.issue.web_url,
+        language=settings.issue.language,
+        text_width=settings.build.max_text_line,
+    )
+
+
+def manifest(issue: Issue, sizes: dict[str, int]) -> dict[str, Any]:
+    return {
+        "format": MANIFEST_FORMAT,
+        "date": issue.day.isoformat(),
+        "title": issue.title,
+        "date_text": issue.date_text,
+        "window": {"start": issue.window.start.isoformat(), "end": issue.window.end.isoformat()},
+        "rates": {
+            "base": issue.rates.base,
+            "date": issue.rates.day.isoformat() if issue.rates.day else None,
+            "available": issue.rates.available,
+            "rows": [r.to_json() for r in issue.rates.rows],
+        },
+        "counts": {s.country: len(s.articles) for s in issue.sections},
+        "sections": [
+            {"country": s.country, "slug": s.slug, "articles": [a.to_json() for a in s.articles]}
+            for s in issue.sections
+        ],
+        "files": sizes,
+        "warnings": issue.warnings,
+    }
+
+
+def issue_from_manifest(data: dict[str, Any]) -> Issue:
+    rates = data["rates"]
+    return Issue(
+        day=date.fromisoformat(data["date"]),
+        title=data["title"],
+        date_text=data["date_text"],
+        window=Window(
+            datetime.fromisoformat(data["window"]["start"]),
+            datetime.fromisoformat(data["window"]["end"]),
+        ),
+        rates=RatesHeader(
+            rates["base"],
+            date.fromisoformat(rates["date"]) if rates.get("date") else None,
+            tuple(RateRow.from_json(r) for r in rates["rows"]),
+        ),
+        sections=[
+            Section(s["country"], s["slug"], tuple(Article.from_json(a) for a in s["articles"]))
+            for s in data["sections"]
+        ],
+        warnings=list(data.get("warnings", [])),
+    )
+
+
+def load_issue(settings: Settings, day: date | str) -> Issue:
+    """Read a built issue back from ``issues/<D>/issue.json``."""
+    folder = settings.issues_dir / str(day)
+    path = folder / "issue.json"
+    if not path.is_file():
+        raise IssueNotFoundError(
+            f"issue {day} has not been built ({path} not found); run: newsletter build --date {day}",
+            path=path,
+        )
+    try:
+        return issue_from_manifest(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IssueNotFoundError(f"{path}: not a valid issue manifest ({exc})", path=path) from None
+
+
+def build_issue(settings: Settings, options: ComposeOptions, *, strict: bool | None = None) -> BuildResult:
+    """Compose, render and check an issue in memory (nothing is written)."""
+    issue = compose_issue(settings, options)
+    rendered = render_issue(issue, render_options(settings))
+    problems = check_html(rendered.email_html, "email.html", max_kb=settings.build.max_html_kb)
+    problems += check_html(rendered.web_html, "index.html", max_kb=1e9, inlined=False)
+    problems += check_text(rendered.email_txt, "email.txt", max_line=settings.build.max_text_line)
+    if (settings.build.strict if strict is None else strict) and problems:
+        raise BuildCheckError(problems)
+    files = {
+        "email.html": rendered.email_html.encode("utf-8"),
+        "email.txt": rendered.email_txt.encode("utf-8"),
+        "index.html": rendered.web_html.encode("utf-8"),
+    }
+    sizes = {name: len(data) for name, data in files.items()}
+    doc = json.dumps(manifest(issue, sizes), ensure_ascii=False, indent=2) + "\n"
+    files["issue.json"] = doc.encode("utf-8")
+    return BuildResult(issue, rendered, problems, files, sizes=sizes)
+
+
+def write_files(out_dir: Path, files: dict[str, bytes]) -> None:
+    """Write every file to a temporary name first, then rename them in; issue.json last."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staged: list[tuple[str, Path]] = []
+    try:
+        for name, data in files.items():
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
+            staged.append((name, Path(tmp)))
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for name, tmp in sorted(staged, key=lambda item: item[0] == "issue.json"):
+            os.replace(tmp, out_dir / name)
+    finally:
+        for _, tmp in staged:
+            tmp.unlink(missing_ok=True)
+
+
+def build_and_write(
+    settings: Settings,
+    options: ComposeOptions,
+    *,
+    out_dir: Path | None = None,
+    strict: bool | None = None,
+) -> BuildResult:
+    result = build_issue(settings, options, strict=strict)
+    target = out_dir or settings.issues_dir / options.day.isoformat()
+    write_files(target, result.files)
+    result.out_dir = target
+    return result

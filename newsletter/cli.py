@@ -1,0 +1,250 @@
+"""The ``newsletter`` command line: thin commands that load settings, call the library, report.
+
+Errors from the library arrive as :class:`~newsletter.errors.NewsletterError`; they are printed
+here as one line on stderr (``error: ...``) and become the exit status.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from newsletter.config import Settings, load_settings, masked_dump
+from newsletter.errors import NewsletterError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="newsletter",
+    help="Compose, preview and send a weekly regional news digest.\n\n"
+    "Example: newsletter build --date 2026-11-16",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class State:
+    """What the global options say; settings are loaded once, on first use."""
+
+    def __init__(self, config: Path | None) -> None:
+        self.config = config
+        self._settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_settings(self.config)
+        return self._settings
+
+
+def handles_errors(func: F) -> F:
+    """Turn library errors into one line on stderr and a non-zero exit status."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except NewsletterError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            err.print("interrupted", markup=False)
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def state(ctx: typer.Context) -> State:
+    obj = ctx.find_root().obj
+    if not isinstance(obj, State):  # pragma: no cover - the callback always sets it
+        obj = State(None)
+        ctx.find_root().obj = obj
+    return obj
+
+
+def warn(message: str) -> None:
+    err.print(f"warning: {message}", markup=False)
+
+
+def parse_day(value: str | None, option: str) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date in the form YYYY-MM-DD", param_hint=option) from None
+
+
+def today(settings: Settings) -> date:
+    return datetime.now(settings.issue.tz).date()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            envvar="NEWSLETTER_CONFIG",
+            help="The workspace's config file (default: ./newsletter.toml).",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Compose, preview and send a weekly regional news digest."""
+    ctx.obj = State(config)
+
+
+@app.command("config")
+@handles_errors
+def config_command(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of TOML.")] = False,
+) -> None:
+    """Print the effective settings (file, .env and environment merged), secrets masked.
+
+    Example: NEWSLETTER_ISSUE__WINDOW_DAYS=14 newsletter config
+    """
+    data = masked_dump(state(ctx).settings)
+    if as_json:
+        out.print(json.dumps(data, indent=2, ensure_ascii=False), markup=False)
+        return
+    out.print(f"# effective settings from {data.pop('config_file')}", markup=False)
+    for section, values in data.items():
+        out.print(f"\n[{section}]", markup=False)
+        for key, value in values.items():
+            out.print(f"{key} = {json.dumps(value, ensure_ascii=False)}", markup=False)
+
+
+@app.command("build")
+@handles_errors
+def build_command(
+    ctx: typer.Context,
+    day: Annotated[
+        str | None, typer.Option("--date", "-d", help="Issue date, YYYY-MM-DD (default: today).")
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(help="Take articles from this date on (default: since the previous issue)."),
+    ] = None,
+    source: Annotated[
+        list[str] | None,
+        typer.Option(help="A feed (path or URL) or Markdown folder; replaces the configured ones. Repeatable."),
+    ] = None,
+    rates: Annotated[
+        str | None, typer.Option(help="Rates JSON (path or URL); replaces the configured one.")
+    ] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="Write here instead of issues/<date>/.")
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail (exit 4, nothing written) when a build check fails.")
+    ] = False,
+) -> None:
+    """Build an issue: issues/<date>/ with issue.json, email.html, email.txt and index.html.
+
+    Example: newsletter build --date 2026-11-16
+    """
+    from newsletter.build import build_and_write
+    from newsletter.compose import ComposeOptions
+
+    settings = state(ctx).settings
+    issue_day = parse_day(day, "--date") or today(settings)
+    options = ComposeOptions(issue_day, parse_day(since, "--since"), source or None, rates)
+    with err.status(f"Building the issue of {issue_day}…"):
+        result = build_and_write(settings, options, out_dir=out_dir, strict=strict or None)
+    issue = result.issue
+    where = result.out_dir
+    shown = where.relative_to(Path.cwd()) if where and where.is_relative_to(Path.cwd()) else where
+    out.print(f"Built {issue.title} → {shown}/", markup=False)
+    out.print(
+        f"  window: {issue.window.start:%Y-%m-%d %H:%M} → {issue.window.end:%Y-%m-%d %H:%M} "
+        f"({settings.issue.timezone})",
+        markup=False,
+    )
+    width = max(len(s.country) for s in issue.sections)
+    for section in issue.sections:
+        out.print(f"  {section.country:<{width}}  {len(section.articles):>3}", markup=False)
+    out.print(f"  {'total':<{width}}  {len(issue.articles):>3} articles", markup=False)
+    rates_line = (
+        f"{issue.rates.day} ({sum(r.value is not None for r in issue.rates.rows)} currencies)"
+        if issue.rates.available
+        else "unavailable"
+    )
+    out.print(f"  rates: {rates_line}", markup=False)
+    sizes = " · ".join(f"{name} {size / 1024:.1f} KB" for name, size in result.sizes.items())
+    out.print(f"  sizes: {sizes}", markup=False)
+    count = len(issue.warnings) + len(result.problems)
+    out.print(f"  {count} warning(s)" if count else "  no warnings", markup=False)
+    out.file.flush()
+    for message in issue.warnings:
+        warn(message)
+    for problem in result.problems:
+        warn(f"check: {problem}")
+
+
+@app.command("preview")
+@handles_errors
+def preview_command(
+    ctx: typer.Context,
+    day: Annotated[
+        str | None,
+        typer.Argument(help="Issue date, YYYY-MM-DD (default: the latest built issue, else today)."),
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: preview.port, 8025).")] = None,
+    host: Annotated[str | None, typer.Option(help="Address to bind (default: 127.0.0.1).")] = None,
+    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+) -> None:
+    """Serve a live preview of an issue: desktop, mobile, plain text and web version.
+
+    It rebuilds and reloads the page whenever a template, the config or a Markdown source
+    changes. Nothing is written to issues/. Example: newsletter preview 2026-11-16 --port 8025
+    """
+    from newsletter.compose import built_issue_dates
+    from newsletter.preview import PreviewServer
+
+    settings = state(ctx).settings
+    chosen = parse_day(day, "DAY")
+    if chosen is None:
+        built = built_issue_dates(settings.issues_dir)
+        chosen = built[-1] if built else today(settings)
+    server = PreviewServer(
+        settings,
+        chosen,
+        host=host or settings.preview.host,
+        port=settings.preview.port if port is None else port,
+        on_event=lambda message: err.print(message, markup=False),
+    )
+    server.start()
+    out.print(f"Previewing the issue of {chosen} at {server.url}  (Ctrl-C to stop)", markup=False)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(server.url)
+    try:
+        server.wait()
+    finally:
+        server.stop()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:  # e.g. `newsletter config | head`
+        sys.exit(0)
