@@ -7,7 +7,8 @@ Country, in this order (deterministic; documented in docs/classification.md):
    than one: Regional.
 2. **Title**: the title mentions (by name, demonym, city, currency, leader or institution) two or
    more countries, or a regional phrase ("Central Asia", "Caspian", "C5"...): Regional. Exactly one
-   country: that country.
+   country: that country, unless the text names two or more other countries and mentions them
+   more than twice as often (plus one) as the title's country: then Regional.
 3. **Text**: otherwise every mention in the text counts one point for its country. The top country
    wins when it has a clear lead: the runner-up has fewer than ``max(2, top / 2)`` points, no tie,
    and regional phrases do not outnumber it. Otherwise (no mention at all, or several countries
@@ -150,9 +151,13 @@ class CountryClassifier:
             return Verdict(self.regional, "title names several countries")
         if self._regional.search(title):
             return Verdict(self.regional, "title names the region")
-        if len(in_title) == 1:
-            return Verdict(in_title[0], "title")
         scores = self.mentions(text)
+        if len(in_title) == 1:
+            named = in_title[0]
+            others = [n for c, n in scores.items() if c != named and n]
+            if len(others) >= 2 and sum(others) > 2 * scores.get(named, 0) + 1:
+                return Verdict(self.regional, "text is mostly about other countries")
+            return Verdict(named, "title")
         ranked = sorted(scores.items(), key=lambda kv: -kv[1])  # stable: configured order
         if not ranked or ranked[0][1] == 0:
             return Verdict(self.regional, "no country mentioned")

@@ -92,3 +92,12 @@ class IssueNotFoundError(NewsletterError):
     def __init__(self, message: str, *, path: str | Path) -> None:
         self.path = path
         super().__init__(message)
+
+
+class ServerError(NewsletterError):
+    """A local server (preview, demo SMTP) could not start."""
+
+    def __init__(self, message: str, *, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        super().__init__(message)

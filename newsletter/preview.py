@@ -23,7 +23,7 @@ import watchfiles
 from newsletter.build import BuildResult, build_issue
 from newsletter.compose import ComposeOptions
 from newsletter.config import Settings, load_settings
-from newsletter.errors import NewsletterError
+from newsletter.errors import NewsletterError, ServerError
 from newsletter.sources import is_url
 
 CONTENT_TYPES = {
@@ -205,7 +205,15 @@ class PreviewServer:
 
     def start(self) -> None:
         self.rebuild()
-        self._httpd = ThreadingHTTPServer((self.host, self.port), self._handler())
+        try:
+            self._httpd = ThreadingHTTPServer((self.host, self.port), self._handler())
+        except OSError as exc:
+            raise ServerError(
+                f"cannot serve the preview on {self.host}:{self.port}: {exc.strerror}"
+                " (use --port to pick another)",
+                host=self.host,
+                port=self.port,
+            ) from None
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         serve = threading.Thread(target=self._httpd.serve_forever, name="preview-http", daemon=True)

@@ -82,7 +82,7 @@ def fetch_bytes(location: str, *, timeout: float) -> bytes:
 
 def _entry_datetime(entry: Any) -> datetime | None:
     for key in ("published_parsed", "updated_parsed", "created_parsed"):
-        value = entry.get(key)
+        value = dict.get(entry, key)  # plain lookup: FeedParserDict aliases these with a warning
         if value:
             return datetime.fromtimestamp(calendar.timegm(value), tz=UTC)
     return None

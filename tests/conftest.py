@@ -1,0 +1,135 @@
+"""Shared fixtures: a copy of the sample workspace, a CLI runner, a real local HTTP server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from newsletter.config import Settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+SAMPLE_DATE = "2026-11-16"
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No NEWSLETTER_* variable from the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("NEWSLETTER_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    """A fresh copy of the repository's sample workspace."""
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    shutil.copy(REPO / "newsletter.toml", ws / "newsletter.toml")
+    shutil.copytree(REPO / "sources", ws / "sources")
+    shutil.copytree(REPO / "templates", ws / "templates")
+    (ws / "issues").mkdir()
+    return ws
+
+
+@pytest.fixture
+def settings(workspace: Path) -> Settings:
+    return load_settings(workspace / "newsletter.toml")
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
+    """Run the real command line in a subprocess, as a user would."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    full_env.update(env or {})
+    full_env["COLUMNS"] = "200"
+    proc = subprocess.run(
+        [sys.executable, "-m", "newsletter", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def cli(workspace: Path):  # type: ignore[no-untyped-def]
+    return partial(run_cli, cwd=workspace)
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+    def do_GET(self) -> None:
+        if self.path.startswith("/status/"):
+            code = int(self.path.rsplit("/", 1)[1])
+            self.send_response(code)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        super().do_GET()
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real HTTP server on 127.0.0.1 (free port) serving a temporary folder."""
+    root = tmp_path / "www"
+    root.mkdir()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_QuietHandler, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def rss(items: list[dict[str, str]], title: str = "Test feed") -> str:
+    """A small RSS 2.0 document; each item: title, link, date (RFC 822), body, categories."""
+    parts = [
+        '<?xml version="1.0" encoding="UTF-8"?>',
+        '<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/">',
+        f"<channel><title>{title}</title><link>https://feed.example.org/</link>",
+    ]
+    for item in items:
+        cats = "".join(f"<category>{c}</category>" for c in item.get("categories", "").split(",") if c)
+        parts.append(
+            "<item>"
+            f"<title>{item['title']}</title><link>{item['link']}</link>"
+            f"<guid>{item.get('guid', item['link'])}</guid><pubDate>{item['date']}</pubDate>{cats}"
+            f"<description><![CDATA[{item.get('summary', '')}]]></description>"
+            + (f"<content:encoded><![CDATA[{item['body']}]]></content:encoded>" if item.get("body") else "")
+            + "</item>"
+        )
+    parts.append("</channel></rss>")
+    return "\n".join(parts)
