@@ -20,7 +20,7 @@ from newsletter.checks import check_html, check_text
 from newsletter.compose import ComposeOptions, compose_issue
 from newsletter.config import Settings
 from newsletter.errors import BuildCheckError, IssueNotFoundError
-from newsletter.models import Article, Issue, RatesHeader, RateRow, Section, Window
+from newsletter.models import Article, Issue, RateRow, RatesHeader, Section, Window
 from newsletter.render import RenderedIssue, RenderOptions, render_issue
 
 MANIFEST_FORMAT = 1
@@ -108,7 +108,9 @@ def load_issue(settings: Settings, day: date | str) -> Issue:
         raise IssueNotFoundError(f"{path}: not a valid issue manifest ({exc})", path=path) from None
 
 
-def build_issue(settings: Settings, options: ComposeOptions, *, strict: bool | None = None) -> BuildResult:
+def build_issue(
+    settings: Settings, options: ComposeOptions, *, strict: bool | None = None
+) -> BuildResult:
     """Compose, render and check an issue in memory (nothing is written)."""
     issue = compose_issue(settings, options)
     rendered = render_issue(issue, render_options(settings))
@@ -134,17 +136,17 @@ def write_files(out_dir: Path, files: dict[str, bytes]) -> None:
     staged: list[tuple[str, Path]] = []
     try:
         for name, data in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
-            staged.append((name, Path(tmp)))
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", dir=out_dir)
+            staged.append((name, Path(tmp_name)))
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-        for name, tmp in sorted(staged, key=lambda item: item[0] == "issue.json"):
-            os.replace(tmp, out_dir / name)
+        for name, path in sorted(staged, key=lambda item: item[0] == "issue.json"):
+            os.replace(path, out_dir / name)
     finally:
-        for _, tmp in staged:
-            tmp.unlink(missing_ok=True)
+        for _, path in staged:
+            path.unlink(missing_ok=True)
 
 
 def build_and_write(

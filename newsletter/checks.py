@@ -85,13 +85,13 @@ def _counted(messages: list[str]) -> list[str]:
     return [m if counts[m] == 1 else f"{m} ({counts[m]} places)" for m in dict.fromkeys(messages)]
 
 
-def check_html(html: str, name: str = "email.html", *, max_kb: float = 102.0, inlined: bool = True) -> list[str]:
+def check_html(
+    html: str, name: str = "email.html", *, max_kb: float = 102.0, inlined: bool = True
+) -> list[str]:
     problems: list[str] = []
     size = len(html.encode("utf-8"))
     if size > max_kb * 1024:
-        problems.append(
-            f"{name} is {size / 1024:.1f} KB: Gmail clips messages over {max_kb:g} KB"
-        )
+        problems.append(f"{name} is {size / 1024:.1f} KB: Gmail clips messages over {max_kb:g} KB")
     scan = _Scan()
     scan.feed(html)
     scan.close()
@@ -113,12 +113,16 @@ def check_html(html: str, name: str = "email.html", *, max_kb: float = 102.0, in
         for block in scan.style_blocks:
             rest = _outside_media(block)
             if rest:
-                found.append(f"{name}: <style> holds rules outside @media that were not inlined: {rest[:60]!r}")
+                found.append(
+                    f"{name}: <style> holds rules outside @media that were not inlined: {rest[:60]!r}"
+                )
     return problems + _counted(found)
 
 
 def check_text(text: str, name: str = "email.txt", *, max_line: int = 78) -> list[str]:
-    long_lines = [(n, len(line)) for n, line in enumerate(text.splitlines(), 1) if len(line) > max_line]
+    long_lines = [
+        (n, len(line)) for n, line in enumerate(text.splitlines(), 1) if len(line) > max_line
+    ]
     if not long_lines:
         return []
     n, length = long_lines[0]

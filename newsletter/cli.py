@@ -85,7 +85,9 @@ def parse_day(value: str | None, option: str) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date in the form YYYY-MM-DD", param_hint=option) from None
+        raise typer.BadParameter(
+            f"{value!r} is not a date in the form YYYY-MM-DD", param_hint=option
+        ) from None
 
 
 def today(settings: Settings) -> date:
@@ -144,7 +146,9 @@ def build_command(
     ] = None,
     source: Annotated[
         list[str] | None,
-        typer.Option(help="A feed (path or URL) or Markdown folder; replaces the configured ones. Repeatable."),
+        typer.Option(
+            help="A feed (path or URL) or Markdown folder; replaces the configured ones. Repeatable."
+        ),
     ] = None,
     rates: Annotated[
         str | None, typer.Option(help="Rates JSON (path or URL); replaces the configured one.")
@@ -153,7 +157,8 @@ def build_command(
         Path | None, typer.Option("--out", help="Write here instead of issues/<date>/.")
     ] = None,
     strict: Annotated[
-        bool, typer.Option("--strict", help="Fail (exit 4, nothing written) when a build check fails.")
+        bool,
+        typer.Option("--strict", help="Fail (exit 4, nothing written) when a build check fails."),
     ] = False,
 ) -> None:
     """Build an issue: issues/<date>/ with issue.json, email.html, email.txt and index.html.
@@ -204,11 +209,17 @@ def preview_command(
     ctx: typer.Context,
     day: Annotated[
         str | None,
-        typer.Argument(help="Issue date, YYYY-MM-DD (default: the latest built issue, else today)."),
+        typer.Argument(
+            help="Issue date, YYYY-MM-DD (default: the latest built issue, else today)."
+        ),
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port on 127.0.0.1 (default: preview.port, 8025).")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port on 127.0.0.1 (default: preview.port, 8025).")
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Address to bind (default: 127.0.0.1).")] = None,
-    open_browser: Annotated[bool, typer.Option("--open", help="Open the page in a browser.")] = False,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the page in a browser.")
+    ] = False,
 ) -> None:
     """Serve a live preview of an issue: desktop, mobile, plain text and web version.
 

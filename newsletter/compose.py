@@ -18,7 +18,7 @@ from newsletter import rates as rates_mod
 from newsletter.classify import CountryClassifier, normalise_topics
 from newsletter.config import Settings
 from newsletter.errors import NoArticlesError, RatesError, SourceError
-from newsletter.models import Article, Issue, Section, Window, date_text
+from newsletter.models import Article, Issue, RatesHeader, Section, Window, date_text
 from newsletter.sanitize import clean_html, clean_text, truncate
 from newsletter.sources import (
     RawItem,
@@ -132,7 +132,9 @@ def _url_key(url: str) -> str:
     return urlunsplit((parts.scheme.lower(), parts.netloc.lower(), path, parts.query, ""))
 
 
-def make_article(item: RawItem, settings: Settings, classifier: CountryClassifier) -> tuple[Article, list[str]]:
+def make_article(
+    item: RawItem, settings: Settings, classifier: CountryClassifier
+) -> tuple[Article, list[str]]:
     """Sanitise, summarise and classify one raw item."""
     warnings: list[str] = []
     title = clean_text(item.title)
@@ -158,7 +160,9 @@ def make_article(item: RawItem, settings: Settings, classifier: CountryClassifie
     topics, _unknown_categories = normalise_topics(
         topic_labels, settings.topics.vocabulary, settings.topics.aliases
     )
-    fm_topics, unknown = normalise_topics(item.topics, settings.topics.vocabulary, settings.topics.aliases)
+    fm_topics, unknown = normalise_topics(
+        item.topics, settings.topics.vocabulary, settings.topics.aliases
+    )
     if unknown:
         warnings.append(
             f"{item.origin}: unknown topic {unknown[0]!r} ignored (vocabulary: "
@@ -213,7 +217,9 @@ def group_sections(articles: list[Article], settings: Settings) -> list[Section]
     return sections
 
 
-def compose_rates(settings: Settings, day: date, override: str | None) -> tuple[rates_mod.RatesHeader, list[str]]:
+def compose_rates(
+    settings: Settings, day: date, override: str | None
+) -> tuple[RatesHeader, list[str]]:
     base, currencies = settings.rates.base, settings.rates.currencies
     location = override or settings.rates.source
     if not location:
@@ -221,7 +227,9 @@ def compose_rates(settings: Settings, day: date, override: str | None) -> tuple[
     if not is_url(location):
         location = str(Path(location).resolve()) if override else settings.location(location)
     try:
-        fetched = rates_mod.parse_rates(fetch_bytes(location, timeout=settings.sources.timeout), location)
+        fetched = rates_mod.parse_rates(
+            fetch_bytes(location, timeout=settings.sources.timeout), location
+        )
         history = rates_mod.merge_history(settings.path(settings.rates.history_file), fetched)
     except (RatesError, SourceError) as exc:
         return rates_mod.unavailable(base, currencies), [f"rates unavailable: {exc}"]
@@ -233,7 +241,9 @@ def compose_issue(settings: Settings, options: ComposeOptions) -> Issue:
     window = compute_window(settings, options.day, options.since)
     sources = resolve_sources(settings, options.sources)
     if not sources:
-        raise NoArticlesError("no article sources: set sources.feeds / sources.markdown or pass --source")
+        raise NoArticlesError(
+            "no article sources: set sources.feeds / sources.markdown or pass --source"
+        )
     items, warnings = read_sources(settings, sources)
     articles, notes = select_articles(items, settings, window)
     warnings.extend(notes)
@@ -241,7 +251,8 @@ def compose_issue(settings: Settings, options: ComposeOptions) -> Issue:
         raise NoArticlesError(
             f"no articles published between {window.start:%Y-%m-%d %H:%M} and "
             f"{window.end:%Y-%m-%d %H:%M} ({settings.issue.timezone}) in "
-            f"{len(sources)} source(s)" + (f"; {len(warnings)} warning(s): {warnings[0]}" if warnings else "")
+            f"{len(sources)} source(s)"
+            + (f"; {len(warnings)} warning(s): {warnings[0]}" if warnings else "")
         )
     header, rate_warnings = compose_rates(settings, options.day, options.rates)
     warnings.extend(rate_warnings)

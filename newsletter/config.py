@@ -48,7 +48,9 @@ class IssueSettings(Section):
     """What an issue is: its title, calendar, countries and how articles are shown."""
 
     title: str = "Central Asia Weekly"
-    tagline: str = "The week's news from Kazakhstan, Kyrgyzstan, Tajikistan, Turkmenistan and Uzbekistan"
+    tagline: str = (
+        "The week's news from Kazakhstan, Kyrgyzstan, Tajikistan, Turkmenistan and Uzbekistan"
+    )
     timezone: str = "Asia/Almaty"
     window_days: int = Field(default=7, ge=1, le=366)
     countries: list[str] = Field(default_factory=lambda: list(DEFAULT_COUNTRIES), min_length=1)
@@ -64,7 +66,9 @@ class IssueSettings(Section):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Almaty)")
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Asia/Almaty)"
+            ) from None
         return value
 
     @field_validator("countries")
@@ -271,7 +275,9 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> Setting
         errors = exc.errors()
         first = _describe(errors[0])
         more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise ConfigError(first + more, key=".".join(map(str, errors[0]["loc"])), path=path) from None
+        raise ConfigError(
+            first + more, key=".".join(map(str, errors[0]["loc"])), path=path
+        ) from None
     settings._workspace = workspace
     settings._config_path = path.resolve() if path else None
     return settings

@@ -11,8 +11,21 @@ from __future__ import annotations
 import textwrap
 from html.parser import HTMLParser
 
-_BLOCKS = {"p", "div", "h4", "h5", "h6", "blockquote", "pre", "table", "tr", "figure", "figcaption",
-           "hr", "caption"}
+_BLOCKS = {
+    "p",
+    "div",
+    "h4",
+    "h5",
+    "h6",
+    "blockquote",
+    "pre",
+    "table",
+    "tr",
+    "figure",
+    "figcaption",
+    "hr",
+    "caption",
+}
 
 
 class LinkRefs:
@@ -84,7 +97,9 @@ class _Converter(HTMLParser):
             rest = " " * len(first)
         else:
             first = rest = quote + ("  " * (depth + 1) if depth else "")
-        out = [wrap(line, self.width, rest, first if i == 0 else rest) for i, line in enumerate(lines)]
+        out = [
+            wrap(line, self.width, rest, first if i == 0 else rest) for i, line in enumerate(lines)
+        ]
         text = "\n".join(out)
         if kind in ("h4", "h5", "h6"):
             text = underline(text, "~", self.width)

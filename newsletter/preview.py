@@ -131,7 +131,9 @@ class PreviewServer:
         paths = self.watched_paths()
         if not paths:
             return
-        for changes in watchfiles.watch(*paths, stop_event=self._stop, debounce=200, step=50, yield_on_timeout=False):
+        for changes in watchfiles.watch(
+            *paths, stop_event=self._stop, debounce=200, step=50, yield_on_timeout=False
+        ):
             if self._stop.is_set():
                 return
             names = sorted({Path(p).name for _, p in changes})
@@ -151,7 +153,11 @@ class PreviewServer:
             body = json.dumps({"version": version, "error": error}).encode()
             return 200, "application/json", body
         if name in ("", "index"):
-            return 200, "text/html; charset=utf-8", self._shell(result, error, version).encode("utf-8")
+            return (
+                200,
+                "text/html; charset=utf-8",
+                self._shell(result, error, version).encode("utf-8"),
+            )
         if name in CONTENT_TYPES:
             if result is None:
                 message = f"<p>No build yet: {html.escape(error or 'building')}</p>"
@@ -172,14 +178,18 @@ class PreviewServer:
         )
         text = html.escape(result.rendered.email_txt) if result else ""
         return SHELL.format(
-            title=html.escape(title), version=version, error=error_html, warnings=warnings_html, text=text
+            title=html.escape(title),
+            version=version,
+            error=error_html,
+            warnings=warnings_html,
+            text=text,
         )
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
+            def do_GET(self) -> None:
                 name = self.path.split("?", 1)[0].strip("/")
                 status, ctype, body = server.page(name)
                 self.send_response(status)
@@ -189,7 +199,7 @@ class PreviewServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def do_HEAD(self) -> None:  # noqa: N802
+            def do_HEAD(self) -> None:
                 self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
                 self.end_headers()
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from newsletter.errors import RatesError
-from newsletter.models import RatesHeader, RateRow
+from newsletter.models import RateRow, RatesHeader
 
 _CODE = re.compile(r"[A-Z]{3}")
 
@@ -33,7 +33,11 @@ class RatesDay:
     rates: dict[str, float]
 
     def to_json(self) -> dict[str, Any]:
-        return {"base": self.base, "date": self.day.isoformat(), "rates": dict(sorted(self.rates.items()))}
+        return {
+            "base": self.base,
+            "date": self.day.isoformat(),
+            "rates": dict(sorted(self.rates.items())),
+        }
 
 
 def _parse_day(obj: Any, source: str, where: str) -> RatesDay:
@@ -41,7 +45,9 @@ def _parse_day(obj: Any, source: str, where: str) -> RatesDay:
         raise RatesError(f"{where or 'the top level'} must be an object", source=source)
     base = obj.get("base")
     if not isinstance(base, str) or not _CODE.fullmatch(base):
-        raise RatesError(f"{where}base: unknown currency code {base!r}", source=source, field="base")
+        raise RatesError(
+            f"{where}base: unknown currency code {base!r}", source=source, field="base"
+        )
     raw_day = obj.get("date")
     try:
         day = date.fromisoformat(str(raw_day))
@@ -60,7 +66,9 @@ def _parse_day(obj: Any, source: str, where: str) -> RatesDay:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RatesError(f"{name}: {value!r} is not a number", source=source, field=name)
         if not math.isfinite(value) or value <= 0:
-            raise RatesError(f"{name}: {value!r} is not a positive number", source=source, field=name)
+            raise RatesError(
+                f"{name}: {value!r} is not a positive number", source=source, field=name
+            )
         parsed[code] = float(value)
     return RatesDay(day, base, parsed)
 
@@ -163,8 +171,15 @@ def build_header(
         pct = (value / before - 1.0) * 100.0 if before else None
         text, direction = format_change(pct)
         rows.append(
-            RateRow(currency, base, value, round(pct, 4) if pct is not None else None,
-                    format_value(value), text, direction)
+            RateRow(
+                currency,
+                base,
+                value,
+                round(pct, 4) if pct is not None else None,
+                format_value(value),
+                text,
+                direction,
+            )
         )
     if (as_of - today.day).days > 7:
         warnings.append(f"rates: the latest rates are from {today.day}, more than a week old")
@@ -172,4 +187,6 @@ def build_header(
 
 
 def unavailable(base: str, currencies: Sequence[str]) -> RatesHeader:
-    return RatesHeader(base, None, tuple(RateRow(c, base, None, None, "n/a", "", "") for c in currencies))
+    return RatesHeader(
+        base, None, tuple(RateRow(c, base, None, None, "n/a", "", "") for c in currencies)
+    )

@@ -93,7 +93,9 @@ def _template_failure(exc: Exception, templates_dir: Path, name: str) -> Templat
     return TemplateError(f"template error: {exc}", path=path, line=line)
 
 
-def _render(env: jinja2.Environment, name: str, context: dict[str, Any], templates_dir: Path) -> str:
+def _render(
+    env: jinja2.Environment, name: str, context: dict[str, Any], templates_dir: Path
+) -> str:
     try:
         return env.get_template(name).render(context)
     except jinja2.TemplateError as exc:
@@ -186,7 +188,9 @@ def minify(html: str) -> str:
 
 def render_issue(issue: Issue, options: RenderOptions) -> RenderedIssue:
     env = make_environment(options.templates_dir)
-    email_raw = _render(env, HTML_TEMPLATE, _context(issue, options, "email"), options.templates_dir)
+    email_raw = _render(
+        env, HTML_TEMPLATE, _context(issue, options, "email"), options.templates_dir
+    )
     web_html = _render(env, HTML_TEMPLATE, _context(issue, options, "web"), options.templates_dir)
     text_context = _context(issue, options, "email")
     refs = LinkRefs()

@@ -15,9 +15,37 @@ from urllib.parse import urljoin
 import nh3
 
 ALLOWED_TAGS = {
-    "a", "b", "blockquote", "br", "caption", "code", "em", "figcaption", "figure", "h4", "h5",
-    "hr", "i", "img", "li", "ol", "p", "pre", "s", "small", "strong", "sub", "sup", "table",
-    "tbody", "td", "th", "thead", "tr", "u", "ul",
+    "a",
+    "b",
+    "blockquote",
+    "br",
+    "caption",
+    "code",
+    "em",
+    "figcaption",
+    "figure",
+    "h4",
+    "h5",
+    "hr",
+    "i",
+    "img",
+    "li",
+    "ol",
+    "p",
+    "pre",
+    "s",
+    "small",
+    "strong",
+    "sub",
+    "sup",
+    "table",
+    "tbody",
+    "td",
+    "th",
+    "thead",
+    "tr",
+    "u",
+    "ul",
 }
 ALLOWED_ATTRIBUTES = {
     "a": {"href", "title"},
@@ -27,8 +55,24 @@ ALLOWED_ATTRIBUTES = {
     "ol": {"start"},
 }
 DROPPED_WITH_CONTENT = {
-    "script", "style", "iframe", "form", "object", "embed", "template", "noscript", "svg",
-    "math", "select", "textarea", "button", "head", "title", "frameset", "frame", "applet",
+    "script",
+    "style",
+    "iframe",
+    "form",
+    "object",
+    "embed",
+    "template",
+    "noscript",
+    "svg",
+    "math",
+    "select",
+    "textarea",
+    "button",
+    "head",
+    "title",
+    "frameset",
+    "frame",
+    "applet",
 }
 URL_SCHEMES = {"http", "https", "mailto"}
 
@@ -71,7 +115,9 @@ def clean_html(fragment: str, base_url: str) -> str:
 
 def clean_text(value: str) -> str:
     """A one-line plain string from text that may hold tags or entities (titles, summaries)."""
-    without_tags = _TAG.sub(" ", nh3.clean(value, tags=set(), clean_content_tags=DROPPED_WITH_CONTENT))
+    without_tags = _TAG.sub(
+        " ", nh3.clean(value, tags=set(), clean_content_tags=DROPPED_WITH_CONTENT)
+    )
     return " ".join(html.unescape(without_tags).split())
 
 

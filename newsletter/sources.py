@@ -217,7 +217,15 @@ def parse_markdown_file(path: Path, *, tz: tzinfo) -> RawItem:
             raise ValueError("'country' must be a string")
         image = meta.get("image")
         unknown = set(meta) - {
-            "title", "date", "url", "country", "topics", "summary", "image", "image_alt", "guid",
+            "title",
+            "date",
+            "url",
+            "country",
+            "topics",
+            "summary",
+            "image",
+            "image_alt",
+            "guid",
         }
         if unknown:
             raise ValueError(f"unknown front-matter key {sorted(unknown)[0]!r}")

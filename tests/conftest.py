@@ -55,7 +55,9 @@ class Result:
     stderr: str
 
 
-def run_cli(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60) -> Result:
+def run_cli(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> Result:
     """Run the real command line in a subprocess, as a user would."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
     full_env.update(env or {})
@@ -122,13 +124,19 @@ def rss(items: list[dict[str, str]], title: str = "Test feed") -> str:
         f"<channel><title>{title}</title><link>https://feed.example.org/</link>",
     ]
     for item in items:
-        cats = "".join(f"<category>{c}</category>" for c in item.get("categories", "").split(",") if c)
+        cats = "".join(
+            f"<category>{c}</category>" for c in item.get("categories", "").split(",") if c
+        )
         parts.append(
             "<item>"
             f"<title>{item['title']}</title><link>{item['link']}</link>"
             f"<guid>{item.get('guid', item['link'])}</guid><pubDate>{item['date']}</pubDate>{cats}"
             f"<description><![CDATA[{item.get('summary', '')}]]></description>"
-            + (f"<content:encoded><![CDATA[{item['body']}]]></content:encoded>" if item.get("body") else "")
+            + (
+                f"<content:encoded><![CDATA[{item['body']}]]></content:encoded>"
+                if item.get("body")
+                else ""
+            )
             + "</item>"
         )
     parts.append("</channel></rss>")

@@ -23,12 +23,27 @@ def test_sample_issue_builds_with_a_summary(cli, workspace: Path) -> None:  # ty
     result = cli("build", "--date", SAMPLE_DATE)
     assert result.code == 0, result.stderr
     out = workspace / "issues" / SAMPLE_DATE
-    assert sorted(p.name for p in out.iterdir()) == ["email.html", "email.txt", "index.html", "issue.json"]
-    for country in ("Kazakhstan", "Kyrgyzstan", "Tajikistan", "Turkmenistan", "Uzbekistan", "Regional"):
+    assert sorted(p.name for p in out.iterdir()) == [
+        "email.html",
+        "email.txt",
+        "index.html",
+        "issue.json",
+    ]
+    for country in (
+        "Kazakhstan",
+        "Kyrgyzstan",
+        "Tajikistan",
+        "Turkmenistan",
+        "Uzbekistan",
+        "Regional",
+    ):
         assert country in result.stdout
     assert "total" in result.stdout and "email.html" in result.stdout and "KB" in result.stdout
     manifest = json.loads((out / "issue.json").read_text())
-    assert manifest["date"] == SAMPLE_DATE and manifest["title"] == "Central Asia Weekly — 16 November 2026"
+    assert (
+        manifest["date"] == SAMPLE_DATE
+        and manifest["title"] == "Central Asia Weekly — 16 November 2026"
+    )
     assert {r["currency"] for r in manifest["rates"]["rows"]} == {"KGS", "KZT", "TJS", "UZS", "TMT"}
     article = manifest["sections"][0]["articles"][0]
     assert set(article) >= {"title", "url", "country", "topics", "published"}
@@ -46,7 +61,9 @@ def test_out_writes_elsewhere(cli, workspace: Path, tmp_path: Path) -> None:  # 
     assert not (workspace / "issues" / SAMPLE_DATE).exists()
 
 
-def test_unreadable_feed_is_a_warning_and_the_issue_builds_from_the_others(cli, workspace: Path) -> None:  # type: ignore[no-untyped-def]
+def test_unreadable_feed_is_a_warning_and_the_issue_builds_from_the_others(
+    cli, workspace: Path
+) -> None:  # type: ignore[no-untyped-def]
     (workspace / "sources" / "feed.xml").unlink()
     result = cli("build", "--date", SAMPLE_DATE)
     assert result.code == 0, result.stderr
@@ -106,7 +123,9 @@ def test_rates_with_an_unknown_currency_code_are_reported(cli, workspace: Path) 
 
 
 def test_unknown_currency_in_the_settings_exits_2(cli) -> None:  # type: ignore[no-untyped-def]
-    result = cli("build", "--date", SAMPLE_DATE, env={"NEWSLETTER_RATES__CURRENCIES": '["KZT", "TENGE"]'})
+    result = cli(
+        "build", "--date", SAMPLE_DATE, env={"NEWSLETTER_RATES__CURRENCIES": '["KZT", "TENGE"]'}
+    )
     assert result.code == 2
     assert "'rates.currencies'" in _one_error_line(result) and "TENGE" in result.stderr
 
@@ -136,7 +155,9 @@ def test_bad_date_option_exits_2(cli) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_strict_build_check_failure_exits_4_and_writes_nothing(cli, workspace: Path) -> None:  # type: ignore[no-untyped-def]
-    result = cli("build", "--date", SAMPLE_DATE, "--strict", env={"NEWSLETTER_BUILD__MAX_HTML_KB": "5"})
+    result = cli(
+        "build", "--date", SAMPLE_DATE, "--strict", env={"NEWSLETTER_BUILD__MAX_HTML_KB": "5"}
+    )
     assert result.code == 4
     assert "Gmail clips" in _one_error_line(result)
     assert not (workspace / "issues" / SAMPLE_DATE).exists()

@@ -41,7 +41,10 @@ def test_country_inference_accuracy_on_the_labelled_set(classifier: CountryClass
 
 def test_inference_is_deterministic(classifier: CountryClassifier) -> None:
     first = [classifier.classify(i["title"], i["text"]) for i in LABELLED]
-    again = [CountryClassifier(DEFAULT_COUNTRIES, "Regional").classify(i["title"], i["text"]) for i in LABELLED]
+    again = [
+        CountryClassifier(DEFAULT_COUNTRIES, "Regional").classify(i["title"], i["text"])
+        for i in LABELLED
+    ]
     assert first == again
 
 
@@ -63,9 +66,14 @@ def test_categories_naming_a_country_win_over_the_text(
 
 
 def test_demonyms_cities_and_currencies_count(classifier: CountryClassifier) -> None:
-    assert classifier.classify("Prices rise", "Shoppers in Khujand paid more somoni").country == "Tajikistan"
+    assert (
+        classifier.classify("Prices rise", "Shoppers in Khujand paid more somoni").country
+        == "Tajikistan"
+    )
     assert classifier.classify("Kazakh miners strike", "").country == "Kazakhstan"
-    assert classifier.classify("Rail news", "The sum of all parts").country == "Regional"  # 'sum' is a word
+    assert (
+        classifier.classify("Rail news", "The sum of all parts").country == "Regional"
+    )  # 'sum' is a word
 
 
 def test_ambiguous_words_match_only_as_proper_nouns(classifier: CountryClassifier) -> None:
@@ -75,7 +83,9 @@ def test_ambiguous_words_match_only_as_proper_nouns(classifier: CountryClassifie
 
 def test_topics_are_normalised_to_the_vocabulary() -> None:
     topics, unknown = normalise_topics(
-        ["Oil & Gas", "Railways", "ECONOMY", "Knitting", "climate"], DEFAULT_TOPICS, {"knitting": "society"}
+        ["Oil & Gas", "Railways", "ECONOMY", "Knitting", "climate"],
+        DEFAULT_TOPICS,
+        {"knitting": "society"},
     )
     assert topics == ("economy", "energy", "transport", "environment", "society")
     assert unknown == []
@@ -97,11 +107,20 @@ def _seedlike_item(title: str, text: str, day: str) -> str:
 
 
 def test_seedlike_feed_is_grouped_by_country_and_windowed(workspace: Path) -> None:
-    inside = LABELLED[:: 3]  # a spread of countries and the regional stories
+    inside = LABELLED[::3]  # a spread of countries and the regional stories
     outside = LABELLED[1:3]
-    items = [_seedlike_item(i["title"], i["text"], "Thu, 12 Nov 2026 08:00:00 +0000") for i in inside]
-    items += [_seedlike_item(i["title"] + " (old)", i["text"], "Mon, 02 Nov 2026 08:00:00 +0000") for i in outside]
-    items += [_seedlike_item("Future story in Astana", "Astana tomorrow.", "Wed, 18 Nov 2026 08:00:00 +0000")]
+    items = [
+        _seedlike_item(i["title"], i["text"], "Thu, 12 Nov 2026 08:00:00 +0000") for i in inside
+    ]
+    items += [
+        _seedlike_item(i["title"] + " (old)", i["text"], "Mon, 02 Nov 2026 08:00:00 +0000")
+        for i in outside
+    ]
+    items += [
+        _seedlike_item(
+            "Future story in Astana", "Astana tomorrow.", "Wed, 18 Nov 2026 08:00:00 +0000"
+        )
+    ]
     feed = workspace / "seedlike.xml"
     feed.write_text(
         '<?xml version="1.0" encoding="UTF-8"?><rss version="2.0" '

@@ -13,7 +13,9 @@ from newsletter.errors import ConfigError
 def test_environment_overrides_dotenv_which_overrides_the_toml_file(
     workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (workspace / ".env").write_text("NEWSLETTER_ISSUE__WINDOW_DAYS=10\nNEWSLETTER_ISSUE__TITLE=From dotenv\n")
+    (workspace / ".env").write_text(
+        "NEWSLETTER_ISSUE__WINDOW_DAYS=10\nNEWSLETTER_ISSUE__TITLE=From dotenv\n"
+    )
     monkeypatch.setenv("NEWSLETTER_ISSUE__TITLE", "From env")
     settings = load_settings(workspace / "newsletter.toml")
     assert settings.issue.title == "From env"

@@ -16,8 +16,14 @@ from newsletter.rates import build_header, format_change, format_value, merge_hi
 
 @pytest.mark.parametrize(
     ("value", "text"),
-    [(1 / 87.45, "0.01144"), (1 / 515.46, "0.00194"), (1 / 12000, "0.0000833"), (1 / 3.5, "0.28571"),
-     (1.0842, "1.08420"), (1 / 1_500_000, "0.000000667")],
+    [
+        (1 / 87.45, "0.01144"),
+        (1 / 515.46, "0.00194"),
+        (1 / 12000, "0.0000833"),
+        (1 / 3.5, "0.28571"),
+        (1.0842, "1.08420"),
+        (1 / 1_500_000, "0.000000667"),
+    ],
 )
 def test_values_keep_at_least_three_significant_digits(value: float, text: str) -> None:
     assert format_value(value) == text
@@ -25,8 +31,14 @@ def test_values_keep_at_least_three_significant_digits(value: float, text: str) 
 
 @pytest.mark.parametrize(
     ("pct", "expected"),
-    [(0.0, ("0%", "flat")), (-0.0001, ("0%", "flat")), (0.004, ("0%", "flat")), (0.28, ("+0.28%", "up")),
-     (-0.1834, ("-0.18%", "down")), (None, ("", ""))],
+    [
+        (0.0, ("0%", "flat")),
+        (-0.0001, ("0%", "flat")),
+        (0.004, ("0%", "flat")),
+        (0.28, ("+0.28%", "up")),
+        (-0.1834, ("-0.18%", "down")),
+        (None, ("", "")),
+    ],
 )
 def test_change_is_never_minus_zero(pct: float | None, expected: tuple[str, str]) -> None:
     assert format_change(pct) == expected
@@ -37,9 +49,16 @@ def _days(*days: tuple[str, dict[str, float]]) -> bytes:
 
 
 def test_header_shows_each_currency_once_with_change_from_previous_day() -> None:
-    days = parse_rates(_days(("2026-11-13", {"KZT": 500.0, "UZS": 12000.0}),
-                             ("2026-11-16", {"KZT": 510.0, "UZS": 12000.0})), "r.json")
-    header, warnings = build_header({d.day: d for d in days}, "USD", ["KZT", "UZS"], date(2026, 11, 16))
+    days = parse_rates(
+        _days(
+            ("2026-11-13", {"KZT": 500.0, "UZS": 12000.0}),
+            ("2026-11-16", {"KZT": 510.0, "UZS": 12000.0}),
+        ),
+        "r.json",
+    )
+    header, warnings = build_header(
+        {d.day: d for d in days}, "USD", ["KZT", "UZS"], date(2026, 11, 16)
+    )
     assert warnings == []
     assert [(r.currency, r.value_text, r.change_text, r.direction) for r in header.rows] == [
         ("KZT", "0.00196", "-1.96%", "down"),
@@ -48,8 +67,12 @@ def test_header_shows_each_currency_once_with_change_from_previous_day() -> None
 
 
 def test_rates_are_crossed_through_another_base() -> None:
-    days = parse_rates(json.dumps({"base": "EUR", "date": "2026-11-16",
-                                   "rates": {"USD": 1.1, "KZT": 550.0}}).encode(), "r.json")
+    days = parse_rates(
+        json.dumps(
+            {"base": "EUR", "date": "2026-11-16", "rates": {"USD": 1.1, "KZT": 550.0}}
+        ).encode(),
+        "r.json",
+    )
     header, _ = build_header({d.day: d for d in days}, "USD", ["KZT"], date(2026, 11, 16))
     assert header.rows[0].value == pytest.approx(1.1 / 550.0)
 
@@ -67,7 +90,10 @@ def test_history_gives_the_change_when_the_source_only_has_today(tmp_path: Path)
 @pytest.mark.parametrize(
     ("doc", "expected"),
     [
-        ({"base": "USD", "date": "2026-11-16", "rates": {"KZT": "abc"}}, "rates.KZT: 'abc' is not a number"),
+        (
+            {"base": "USD", "date": "2026-11-16", "rates": {"KZT": "abc"}},
+            "rates.KZT: 'abc' is not a number",
+        ),
         ({"base": "USD", "date": "2026-11-16", "rates": {"KZ": 500}}, "unknown currency code 'KZ'"),
         ({"base": "USD", "date": "16/11/2026", "rates": {"KZT": 500}}, "is not a YYYY-MM-DD date"),
         ({"base": "USD", "date": "2026-11-16", "rates": {"KZT": -1}}, "not a positive number"),
@@ -85,7 +111,9 @@ def test_invalid_json_names_the_line() -> None:
         parse_rates(b'{"base": "USD",\n oops}', "rates.json")
 
 
-def test_broken_rates_make_the_header_unavailable_with_a_warning(settings: Settings, tmp_path: Path) -> None:
+def test_broken_rates_make_the_header_unavailable_with_a_warning(
+    settings: Settings, tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"base": "USD", "date": "2026-11-16", "rates": {"KZT": "n/a"}}')
     header, warnings = compose_rates(settings, date(2026, 11, 16), str(bad))
@@ -93,7 +121,9 @@ def test_broken_rates_make_the_header_unavailable_with_a_warning(settings: Setti
     assert len(warnings) == 1 and "rates unavailable" in warnings[0] and "rates.KZT" in warnings[0]
 
 
-def test_a_configured_currency_missing_from_the_source_is_reported(settings: Settings, tmp_path: Path) -> None:
+def test_a_configured_currency_missing_from_the_source_is_reported(
+    settings: Settings, tmp_path: Path
+) -> None:
     partial = tmp_path / "partial.json"
     partial.write_text('{"base": "USD", "date": "2026-11-16", "rates": {"KZT": 511.4}}')
     header, warnings = compose_rates(settings, date(2026, 11, 16), str(partial))

@@ -39,7 +39,9 @@ def test_email_html_has_no_script_and_only_media_rules_left_in_style(built: dict
     for block in scan.style_blocks:
         assert _outside_media(block) == ""
         assert "@media" in block and "!important" in block
-    assert 'class="headline"' in html and re.search(r'<h3 class="headline" style="[^"]*font-size:22px', html)
+    assert 'class="headline"' in html and re.search(
+        r'<h3 class="headline" style="[^"]*font-size:22px', html
+    )
 
 
 def test_every_element_style_is_inlined(built: dict[str, str]) -> None:
@@ -49,14 +51,18 @@ def test_every_element_style_is_inlined(built: dict[str, str]) -> None:
             assert "style=" in match.group(1), match.group(0)
 
 
-def test_email_html_is_well_under_the_gmail_clip_and_links_are_absolute(built: dict[str, str]) -> None:
+def test_email_html_is_well_under_the_gmail_clip_and_links_are_absolute(
+    built: dict[str, str],
+) -> None:
     html = built["email.html"]
     size = len(html.encode())
     print(f"\nsample email.html: {size / 1024:.1f} KB")
     assert size < 80 * 1024
     links = _scan(html).links
-    assert links and all(re.match(r"https://", href) or href in (UNSUBSCRIBE_PLACEHOLDER, PREFERENCES_PLACEHOLDER)
-                         for href in links)
+    assert links and all(
+        re.match(r"https://", href) or href in (UNSUBSCRIBE_PLACEHOLDER, PREFERENCES_PLACEHOLDER)
+        for href in links
+    )
     assert UNSUBSCRIBE_PLACEHOLDER in links and PREFERENCES_PLACEHOLDER in links
 
 
@@ -137,8 +143,13 @@ def test_build_checks_flag_unsafe_markup(settings: Settings) -> None:
     settings.build.max_html_kb = 10
     problems = build_issue(settings, ComposeOptions(DAY)).problems
     joined = "\n".join(problems)
-    for expected in ("Gmail clips", "link '/relative' is not an absolute", "has no alt text",
-                     "CSS display:flex", "CSS box-shadow"):
+    for expected in (
+        "Gmail clips",
+        "link '/relative' is not an absolute",
+        "has no alt text",
+        "CSS display:flex",
+        "CSS box-shadow",
+    ):
         assert expected in joined
     with pytest.raises(BuildCheckError, match="build check failed"):
         build_issue(settings, ComposeOptions(DAY), strict=True)
@@ -148,17 +159,32 @@ def test_hostile_feed_html_never_reaches_the_email(settings: Settings, tmp_path:
     from tests.conftest import rss
 
     feed = tmp_path / "hostile.xml"
-    feed.write_text(rss([{
-        "title": "Astana <script>alert(1)</script> news", "link": "https://e.example.org/h",
-        "date": "Sun, 15 Nov 2026 10:00:00 +0000",
-        "body": '<p onmouseover="x()">Astana <a href="javascript:evil()">click</a></p><script>evil()</script>'
-                '<iframe src="https://evil.example.org"></iframe><form><input></form>'
-                '<link rel="stylesheet" href="https://evil.example.org/a.css">'
-                '<img src="/pixel.gif"><a href="/more">more</a>',
-    }]))
+    feed.write_text(
+        rss(
+            [
+                {
+                    "title": "Astana <script>alert(1)</script> news",
+                    "link": "https://e.example.org/h",
+                    "date": "Sun, 15 Nov 2026 10:00:00 +0000",
+                    "body": '<p onmouseover="x()">Astana <a href="javascript:evil()">click</a></p><script>evil()</script>'
+                    '<iframe src="https://evil.example.org"></iframe><form><input></form>'
+                    '<link rel="stylesheet" href="https://evil.example.org/a.css">'
+                    '<img src="/pixel.gif"><a href="/more">more</a>',
+                }
+            ]
+        )
+    )
     result = build_issue(settings, ComposeOptions(DAY, sources=[str(feed)]))
     html = result.files["email.html"].decode().lower()
-    for bad in ("<script", "onmouseover", "javascript:", "<iframe", "<form", "evil.example.org", "<input"):
+    for bad in (
+        "<script",
+        "onmouseover",
+        "javascript:",
+        "<iframe",
+        "<form",
+        "evil.example.org",
+        "<input",
+    ):
         assert bad not in html
     assert 'href="https://e.example.org/more"' in html
     assert 'src="https://e.example.org/pixel.gif"' in html

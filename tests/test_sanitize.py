@@ -19,9 +19,26 @@ HOSTILE = """
 def test_hostile_html_is_neutralised() -> None:
     out = clean_html(HOSTILE, "https://news.example.org/a/b")
     lowered = out.lower()
-    for bad in ("<script", "onclick", "onerror", "onload", "javascript:", "<iframe", "<form", "<input",
-                "<button", "<link", "<style", "stylesheet", "<object", "<svg", "position:", "<!--",
-                "frame text", "alert("):
+    for bad in (
+        "<script",
+        "onclick",
+        "onerror",
+        "onload",
+        "javascript:",
+        "<iframe",
+        "<form",
+        "<input",
+        "<button",
+        "<link",
+        "<style",
+        "stylesheet",
+        "<object",
+        "<svg",
+        "position:",
+        "<!--",
+        "frame text",
+        "alert(",
+    ):
         assert bad not in lowered, bad
     assert '<a href="https://news.example.org/story/2">relative</a>' in out
     assert '<img src="https://news.example.org/a/pic.png">' in out

@@ -38,10 +38,19 @@ def test_rss_uses_content_encoded_when_present_else_the_summary(tmp_path: Path) 
     feed.write_text(
         rss(
             [
-                {"title": "Full", "link": "https://e.example.org/1", "date": "Mon, 16 Nov 2026 10:00:00 +0000",
-                 "summary": "teaser", "body": "<p>The whole story.</p>"},
-                {"title": "Short", "link": "https://e.example.org/2", "date": "Mon, 16 Nov 2026 09:00:00 +0000",
-                 "summary": "<p>Only a summary.</p>"},
+                {
+                    "title": "Full",
+                    "link": "https://e.example.org/1",
+                    "date": "Mon, 16 Nov 2026 10:00:00 +0000",
+                    "summary": "teaser",
+                    "body": "<p>The whole story.</p>",
+                },
+                {
+                    "title": "Short",
+                    "link": "https://e.example.org/2",
+                    "date": "Mon, 16 Nov 2026 09:00:00 +0000",
+                    "summary": "<p>Only a summary.</p>",
+                },
             ]
         )
     )
@@ -64,8 +73,16 @@ def test_atom_entries_are_read_with_categories(tmp_path: Path) -> None:
 def test_feed_is_fetched_over_http(http_root: tuple[str, Path]) -> None:
     base, root = http_root
     (root / "feed.xml").write_text(
-        rss([{"title": "Over HTTP", "link": "https://e.example.org/h", "date": "Mon, 16 Nov 2026 10:00:00 +0000",
-              "body": "<p>x</p>"}])
+        rss(
+            [
+                {
+                    "title": "Over HTTP",
+                    "link": "https://e.example.org/h",
+                    "date": "Mon, 16 Nov 2026 10:00:00 +0000",
+                    "body": "<p>x</p>",
+                }
+            ]
+        )
     )
     assert [i.title for i in load_feed(f"{base}/feed.xml", timeout=5).items] == ["Over HTTP"]
 
@@ -84,7 +101,9 @@ def test_unreachable_url_is_a_source_error(closed_port: int) -> None:
 
 def test_malformed_xml_names_the_file_and_line(tmp_path: Path) -> None:
     feed = tmp_path / "broken.xml"
-    feed.write_text('<?xml version="1.0"?>\n<rss version="2.0"><channel>\n<item><title>A</title>\n</channel></rss>\n')
+    feed.write_text(
+        '<?xml version="1.0"?>\n<rss version="2.0"><channel>\n<item><title>A</title>\n</channel></rss>\n'
+    )
     with pytest.raises(SourceError) as info:
         load_feed(str(feed), timeout=5)
     assert str(info.value).startswith(f"{feed}:4: malformed XML")
@@ -93,14 +112,24 @@ def test_malformed_xml_names_the_file_and_line(tmp_path: Path) -> None:
 def test_items_without_date_or_link_are_skipped_with_a_warning(tmp_path: Path) -> None:
     feed = tmp_path / "feed.xml"
     feed.write_text(
-        rss([
-            {"title": "No date", "link": "https://e.example.org/1", "date": ""},
-            {"title": "Relative", "link": "/relative/2", "date": "Mon, 16 Nov 2026 10:00:00 +0000"},
-        ])
+        rss(
+            [
+                {"title": "No date", "link": "https://e.example.org/1", "date": ""},
+                {
+                    "title": "Relative",
+                    "link": "/relative/2",
+                    "date": "Mon, 16 Nov 2026 10:00:00 +0000",
+                },
+            ]
+        )
     )
     result = load_feed(str(feed), timeout=5)
     assert [i.url for i in result.items] == ["https://feed.example.org/relative/2"]
-    assert len(result.warnings) == 1 and "'No date'" in result.warnings[0] and "no publication date" in result.warnings[0]
+    assert (
+        len(result.warnings) == 1
+        and "'No date'" in result.warnings[0]
+        and "no publication date" in result.warnings[0]
+    )
 
 
 def _md(folder: Path, name: str, text: str) -> Path:
@@ -111,13 +140,18 @@ def _md(folder: Path, name: str, text: str) -> Path:
 
 def test_markdown_front_matter_and_body(tmp_path: Path) -> None:
     path = _md(
-        tmp_path, "a.md",
+        tmp_path,
+        "a.md",
         "---\ntitle: Story\ndate: 2026-11-15\nurl: https://e.example.org/story\ncountry: Kyrgyzstan\n"
         "topics: [transport, tech]\nimage: pic.jpg\nimage_alt: A bus\n---\n"
         "Intro with a [link](/other).\n\n## Sub-heading\n\n- one\n- two\n",
     )
     item = parse_markdown_file(path, tz=ALMATY)
-    assert item.title == "Story" and item.country == "Kyrgyzstan" and item.topics == ["transport", "tech"]
+    assert (
+        item.title == "Story"
+        and item.country == "Kyrgyzstan"
+        and item.topics == ["transport", "tech"]
+    )
     assert item.published == datetime(2026, 11, 15, tzinfo=ALMATY)
     assert "<h2>Sub-heading</h2>" in item.content_html and "<li>one</li>" in item.content_html
     assert item.image == "https://e.example.org/pic.jpg"
@@ -129,10 +163,18 @@ def test_markdown_front_matter_and_body(tmp_path: Path) -> None:
         ("title: x\n---\nbody", ":1: no front matter"),
         ("---\ntitle: [unclosed\ndate: 2026-11-15\n---\n", ":3: bad front matter"),
         ("---\ntitle: x\ndate: 2026-11-15\n---\n", "front matter has no 'url'"),
-        ("---\ntitle: x\ndate: someday\nurl: https://e.example.org/x\n---\n", "'date' is not an ISO date"),
-        ("---\ntitle: x\ndate: 2026-11-15\nurl: /x\n---\n", "'url' must be an absolute http(s) URL"),
-        ("---\ntitle: x\ndate: 2026-11-15\nurl: https://e.example.org/x\nauthor: me\n---\n",
-         "unknown front-matter key 'author'"),
+        (
+            "---\ntitle: x\ndate: someday\nurl: https://e.example.org/x\n---\n",
+            "'date' is not an ISO date",
+        ),
+        (
+            "---\ntitle: x\ndate: 2026-11-15\nurl: /x\n---\n",
+            "'url' must be an absolute http(s) URL",
+        ),
+        (
+            "---\ntitle: x\ndate: 2026-11-15\nurl: https://e.example.org/x\nauthor: me\n---\n",
+            "unknown front-matter key 'author'",
+        ),
         ("---\ntitle: x\n", "not closed"),
     ],
 )
@@ -144,20 +186,31 @@ def test_bad_front_matter_names_the_file(tmp_path: Path, text: str, expected: st
 
 
 def test_a_bad_markdown_file_is_skipped_and_the_others_read(tmp_path: Path) -> None:
-    _md(tmp_path, "good.md", "---\ntitle: Good\ndate: 2026-11-15\nurl: https://e.example.org/g\n---\nText.\n")
+    _md(
+        tmp_path,
+        "good.md",
+        "---\ntitle: Good\ndate: 2026-11-15\nurl: https://e.example.org/g\n---\nText.\n",
+    )
     _md(tmp_path, "bad.md", "---\ntitle: [\n---\n")
     (tmp_path / "latin1.md").write_bytes("---\ntitle: caf\xe9\n---\n".encode("latin-1"))
     result = load_markdown_folder(str(tmp_path), tz=ALMATY)
     assert [i.title for i in result.items] == ["Good"]
     assert len(result.warnings) == 2
-    assert any("bad.md" in w for w in result.warnings) and any("not UTF-8" in w for w in result.warnings)
+    assert any("bad.md" in w for w in result.warnings) and any(
+        "not UTF-8" in w for w in result.warnings
+    )
 
 
-def test_failed_source_is_a_warning_and_the_others_still_count(settings: Settings, tmp_path: Path) -> None:
+def test_failed_source_is_a_warning_and_the_others_still_count(
+    settings: Settings, tmp_path: Path
+) -> None:
     broken = tmp_path / "broken.xml"
     broken.write_text("<rss><channel><item></channel>")
-    sources = [(str(broken), False), (str(tmp_path / "missing.xml"), False),
-               (settings.location("sources/articles"), True)]
+    sources = [
+        (str(broken), False),
+        (str(tmp_path / "missing.xml"), False),
+        (settings.location("sources/articles"), True),
+    ]
     items, warnings = read_sources(settings, sources)
     assert len(items) >= 8
     assert any(str(broken) in w and "malformed XML" in w for w in warnings)

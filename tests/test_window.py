@@ -22,7 +22,9 @@ def test_without_an_earlier_issue_the_window_is_the_last_seven_days(settings: Se
 def test_the_window_starts_where_the_previous_issue_ended(settings: Settings) -> None:
     previous = settings.issues_dir / "2026-11-09"
     previous.mkdir(parents=True)
-    (previous / "issue.json").write_text(json.dumps({"window": {"end": "2026-11-09T18:00:00+05:00"}}))
+    (previous / "issue.json").write_text(
+        json.dumps({"window": {"end": "2026-11-09T18:00:00+05:00"}})
+    )
     (settings.issues_dir / "2026-11-20").mkdir()  # a later folder without issue.json is ignored
     window = compute_window(settings, date(2026, 11, 16), None)
     assert window.start == datetime(2026, 11, 9, 18, tzinfo=ALMATY)
@@ -37,12 +39,18 @@ def test_window_days_and_timezone_are_configurable(workspace: Path) -> None:
     from newsletter.config import load_settings
 
     cfg = workspace / "newsletter.toml"
-    cfg.write_text(cfg.read_text().replace('timezone = "Asia/Almaty"', 'timezone = "Europe/London"')
-                   .replace("window_days = 7", "window_days = 3"))
+    cfg.write_text(
+        cfg.read_text()
+        .replace('timezone = "Asia/Almaty"', 'timezone = "Europe/London"')
+        .replace("window_days = 7", "window_days = 3")
+    )
     settings = load_settings(cfg)
     window = compute_window(settings, date(2026, 11, 16), None)
     london = ZoneInfo("Europe/London")
-    assert (window.start, window.end) == (datetime(2026, 11, 14, tzinfo=london), datetime(2026, 11, 17, tzinfo=london))
+    assert (window.start, window.end) == (
+        datetime(2026, 11, 14, tzinfo=london),
+        datetime(2026, 11, 17, tzinfo=london),
+    )
 
 
 def test_consecutive_issues_do_not_repeat_articles(cli, workspace: Path) -> None:  # type: ignore[no-untyped-def]

@@ -1,0 +1,162 @@
+"""`newsletter preview` in a real headless Chromium (Debian's chromium package)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from urllib.request import urlopen
+
+import pytest
+
+from newsletter.config import Settings
+from newsletter.errors import ServerError
+from newsletter.preview import PreviewServer
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+DAY = date(2026, 11, 16)
+
+
+@pytest.fixture
+def preview(settings: Settings) -> Iterator[PreviewServer]:
+    server = PreviewServer(settings, DAY, host="127.0.0.1", port=0)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    if CHROMIUM is None:
+        pytest.skip(
+            "Debian's chromium is not installed (apt-get install chromium); .ci/run installs it"
+        )
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright (pip) drives the browser"
+    )
+    with sync_api.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()
+
+
+def test_preview_serves_every_part_without_writing_the_issue(
+    preview: PreviewServer, settings: Settings
+) -> None:
+    for name, marker in [
+        ("", b"Preview:"),
+        ("email.html", b"Central Asia Weekly"),
+        ("email.txt", b"KAZAKHSTAN"),
+        ("index.html", b"web edition"),
+        ("issue.json", b'"sections"'),
+    ]:
+        with urlopen(preview.url + name, timeout=10) as response:
+            assert response.status == 200
+            assert marker in response.read()
+    assert not (settings.issues_dir / DAY.isoformat()).exists()
+
+
+def test_preview_binds_to_loopback_by_default(preview: PreviewServer) -> None:
+    assert preview.url.startswith("http://127.0.0.1:")
+
+
+def test_busy_port_is_a_clear_error(preview: PreviewServer, settings: Settings) -> None:
+    second = PreviewServer(settings, DAY, port=preview.port)
+    with pytest.raises(ServerError, match=f"cannot serve the preview on 127.0.0.1:{preview.port}"):
+        second.start()
+
+
+@pytest.mark.browser
+def test_email_reads_at_desktop_and_mobile_widths(
+    preview: PreviewServer, browser, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    for width in (600, 375):
+        page = browser.new_page(viewport={"width": width, "height": 900})
+        page.goto(preview.url + "email.html")
+        scroll_width = page.evaluate("document.documentElement.scrollWidth")
+        assert scroll_width <= width, f"horizontal scrolling at {width}px ({scroll_width}px wide)"
+        headline = page.locator("h3.headline").first.bounding_box()
+        assert headline is not None and headline["x"] + headline["width"] <= width
+        shot = tmp_path / f"email-{width}.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+        page.close()
+
+
+@pytest.mark.browser
+def test_preview_page_shows_both_frames_and_the_text(
+    preview: PreviewServer, browser, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(preview.url)
+    assert page.locator("iframe#desktop").get_attribute("width") == "600"
+    assert page.locator("iframe#mobile").get_attribute("width") == "375"
+    mobile = page.frame_locator("iframe#mobile")
+    assert mobile.locator("h1").inner_text() == "Central Asia Weekly"
+    frame_scroll = page.evaluate(
+        "document.getElementById('mobile').contentDocument.documentElement.scrollWidth"
+    )
+    assert frame_scroll <= 375
+    assert "KAZAKHSTAN" in page.locator("pre#text").inner_text()
+    page.screenshot(path=str(tmp_path / "preview.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_editing_a_template_rebuilds_and_reloads_the_page(
+    preview: PreviewServer, browser, settings: Settings
+) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(preview.url)
+    before = preview.version
+    template = settings.templates_dir / "email.html.j2"
+    template.write_text(
+        template.read_text().replace(
+            '<h1 class="title">{{ issue.name }}</h1>',
+            '<h1 class="title">{{ issue.name }} (edited)</h1>',
+        )
+    )
+    page.frame_locator("iframe#mobile").locator("h1", has_text="(edited)").wait_for(timeout=15_000)
+    assert preview.version > before
+
+
+@pytest.mark.browser
+def test_a_broken_template_shows_the_error_and_keeps_the_last_good_build(
+    preview: PreviewServer, browser, settings: Settings
+) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(preview.url)
+    template = settings.templates_dir / "email.html.j2"
+    template.write_text(template.read_text().replace("{% endfor %}", "{% endfo %}", 1))
+    alert = page.locator("[role=alert]")
+    alert.wait_for(timeout=15_000)
+    assert "template syntax error" in alert.inner_text() and "email.html.j2" in alert.inner_text()
+    assert page.frame_locator("iframe#desktop").locator("h1").inner_text() == "Central Asia Weekly"
+
+
+def test_new_markdown_article_appears_after_a_rebuild(
+    preview: PreviewServer, settings: Settings
+) -> None:
+    before = preview.version
+    (settings.path("sources/articles") / "new.md").write_text(
+        "---\ntitle: Late Story From Naryn\ndate: 2026-11-16T12:00:00+05:00\nurl: https://e.example.org/late\n---\nText.\n"
+    )
+    deadline = time.monotonic() + 15
+    while preview.version == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    with urlopen(preview.url + "email.txt", timeout=10) as response:
+        assert b"Late Story From Naryn" in response.read()
