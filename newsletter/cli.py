@@ -6,21 +6,15 @@ here as one line on stderr (``error: ...``) and become the exit status.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
-from collections.abc import Callable
-from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from newsletter.config import Settings, load_settings, masked_dump
-from newsletter.errors import NewsletterError
-
-F = TypeVar("F", bound=Callable[..., Any])
+from newsletter.cli_common import State, err, handles_errors, out, parse_day, state, today, warn
+from newsletter.config import masked_dump
 
 app = typer.Typer(
     name="newsletter",
@@ -31,67 +25,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
-
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-class State:
-    """What the global options say; settings are loaded once, on first use."""
-
-    def __init__(self, config: Path | None) -> None:
-        self.config = config
-        self._settings: Settings | None = None
-
-    @property
-    def settings(self) -> Settings:
-        if self._settings is None:
-            self._settings = load_settings(self.config)
-        return self._settings
-
-
-def handles_errors(func: F) -> F:
-    """Turn library errors into one line on stderr and a non-zero exit status."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except NewsletterError as exc:
-            err.print(f"error: {exc}", markup=False)
-            raise typer.Exit(exc.exit_code) from None
-        except KeyboardInterrupt:
-            err.print("interrupted", markup=False)
-            raise typer.Exit(130) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def state(ctx: typer.Context) -> State:
-    obj = ctx.find_root().obj
-    if not isinstance(obj, State):  # pragma: no cover - the callback always sets it
-        obj = State(None)
-        ctx.find_root().obj = obj
-    return obj
-
-
-def warn(message: str) -> None:
-    err.print(f"warning: {message}", markup=False)
-
-
-def parse_day(value: str | None, option: str) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(
-            f"{value!r} is not a date in the form YYYY-MM-DD", param_hint=option
-        ) from None
-
-
-def today(settings: Settings) -> date:
-    return datetime.now(settings.issue.tz).date()
 
 
 @app.callback()
@@ -110,6 +43,7 @@ def root(
 ) -> None:
     """Compose, preview and send a weekly regional news digest."""
     ctx.obj = State(config)
+    ctx.call_on_close(ctx.obj.close)
 
 
 @app.command("config")
@@ -251,6 +185,11 @@ def preview_command(
         server.wait()
     finally:
         server.stop()
+
+
+from newsletter import cli_audience  # noqa: E402  (registers its commands on app)
+
+cli_audience.register(app)
 
 
 def main() -> None:

@@ -155,6 +155,22 @@ class PreviewSettings(Section):
     port: int = Field(default=8025, ge=0, le=65535)
 
 
+class DatabaseSettings(Section):
+    """Where subscribers and the send log live: SQLite (a file) or PostgreSQL."""
+
+    url: str = "sqlite:///newsletter.db"
+    import_batch_size: int = Field(default=5000, ge=1, le=100_000)
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        if not re.match(r"^(sqlite|postgresql)(\+\w+)?://", value):
+            raise ValueError(
+                "must start with sqlite:// or postgresql:// (e.g. sqlite:///newsletter.db)"
+            )
+        return value
+
+
 class SecuritySettings(Section):
     secret_key: SecretStr = SecretStr("")
 
@@ -176,6 +192,7 @@ class Settings(BaseSettings):
     paths: PathsSettings = Field(default_factory=PathsSettings)
     build: BuildSettings = Field(default_factory=BuildSettings)
     preview: PreviewSettings = Field(default_factory=PreviewSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     # Not a setting: the folder relative paths are resolved against.
@@ -225,6 +242,13 @@ class Settings(BaseSettings):
     @property
     def all_countries(self) -> list[str]:
         return [*self.issue.countries, self.issue.regional_label]
+
+    @property
+    def database_url(self) -> str:
+        """``database.url`` with a relative SQLite path made absolute against the workspace."""
+        from newsletter.db import resolve_url
+
+        return resolve_url(self.database.url, self._workspace)
 
 
 def find_config(explicit: str | Path | None) -> Path | None:
@@ -287,10 +311,16 @@ def _build(data: dict[str, Any], env_file: Path | None) -> Settings:
     return Settings(_env_file=env_file, **data)  # type: ignore[call-arg]
 
 
+def _hide_password(url: str) -> str:
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1********@", url)
+
+
 def masked_dump(settings: Settings) -> dict[str, Any]:
     """The effective settings as plain data, secrets shown as ``********`` (or empty)."""
 
     def walk(value: Any) -> Any:
+        if isinstance(value, DatabaseSettings):
+            return {"url": _hide_password(value.url), "import_batch_size": value.import_batch_size}
         if isinstance(value, SecretStr):
             return "********" if value.get_secret_value() else ""
         if isinstance(value, BaseModel):

@@ -101,3 +101,15 @@ class ServerError(NewsletterError):
         self.host = host
         self.port = port
         super().__init__(message)
+
+
+class DatabaseError(NewsletterError):
+    """The database cannot be reached, or its schema does not match the code."""
+
+
+class AddressError(NewsletterError):
+    """An e-mail address is not valid."""
+
+    def __init__(self, message: str, *, address: str) -> None:
+        self.address = address
+        super().__init__(message)

@@ -13,10 +13,19 @@ from dataclasses import dataclass
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from newsletter.config import Settings, load_settings
+
+if TYPE_CHECKING:
+    from newsletter.db import Database
+    from newsletter.interests import Vocabulary
+
+# Read before the autouse fixture below clears NEWSLETTER_* variables. .ci/run sets it to the
+# local PostgreSQL server; without it the PostgreSQL half of the database tests is skipped.
+TEST_PG_URL = os.environ.get("NEWSLETTER_TEST_DATABASE_URL", "")
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -141,3 +150,67 @@ def rss(items: list[dict[str, str]], title: str = "Test feed") -> str:
         )
     parts.append("</channel></rss>")
     return "\n".join(parts)
+
+
+def _pg_unavailable() -> str | None:
+    if not TEST_PG_URL:
+        return "PostgreSQL not configured: set NEWSLETTER_TEST_DATABASE_URL (.ci/run does)"
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        engine = create_engine(TEST_PG_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+    except (ImportError, OSError, SQLAlchemyError) as exc:  # unreachable: skip, with the reason
+        return f"PostgreSQL at {TEST_PG_URL} is not reachable: {type(exc).__name__}"
+    return None
+
+
+_PG_REASON: list[str | None] = []
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh empty database: a SQLite file, or a private schema on the test PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    if not _PG_REASON:
+        _PG_REASON.append(_pg_unavailable())
+    if _PG_REASON[0]:
+        pytest.skip(_PG_REASON[0])
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(TEST_PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    sep = "&" if "?" in TEST_PG_URL else "?"
+    try:
+        yield f"{TEST_PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    from newsletter.db import Database
+
+    database = Database(db_url)
+    try:
+        yield database
+    finally:
+        database.dispose()
+
+
+@pytest.fixture
+def vocabulary(settings: Settings) -> Vocabulary:
+    from newsletter.interests import Vocabulary
+
+    return Vocabulary.from_settings(settings)

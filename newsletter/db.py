@@ -1,0 +1,243 @@
+"""The database: schema (SQLAlchemy Core tables), engine, and Alembic migrations.
+
+SQLite by default (a file in the workspace), PostgreSQL when ``database.url`` says so; the same
+code runs on both. The schema is created by Alembic migrations (``newsletter/migrations``):
+``newsletter db upgrade`` applies them, and an empty database is upgraded automatically on first
+use. A database whose schema is older than the code is refused with a message saying so.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Engine,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    inspect,
+)
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.types import TypeDecorator
+
+from newsletter.errors import DatabaseError
+
+STATUSES = ("active", "unconfirmed", "unsubscribed", "bounced", "complained")
+SUPPRESSED = ("unsubscribed", "bounced", "complained")
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware datetimes stored as UTC on every backend (SQLite has no time zones)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("email", String(320), nullable=False),
+    Column("email_key", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, default=""),
+    Column("status", String(16), nullable=False, default="active"),
+    # Canonical form: the interests sorted in vocabulary order, joined by ";" ("" = everything).
+    # A plain string so that variants can be planned with one GROUP BY.
+    Column("interests", String(1000), nullable=False, default=""),
+    Column("attributes", JSON, nullable=False, default=dict),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("unsubscribed_at", UTCDateTime, nullable=True),
+    Index("ix_subscribers_status_interests", "status", "interests"),
+)
+
+lists = Table(
+    "lists",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("list_id", Integer, ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), primary_key=True
+    ),
+    Column("added_at", UTCDateTime, nullable=False),
+    Index("ix_memberships_subscriber", "subscriber_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL"), nullable=True
+    ),
+    Column("kind", String(40), nullable=False),
+    Column("detail", Text, nullable=False, default=""),
+    Index("ix_events_subscriber", "subscriber_id"),
+)
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def resolve_url(url: str, workspace: Path) -> str:
+    """Make a relative SQLite path absolute against the workspace."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"setting 'database.url': {url!r} is not a database URL") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
+        path = Path(parsed.database)
+        if not path.is_absolute():
+            parsed = parsed.set(database=str(workspace / path))
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, connection_record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"setting 'database.url': {url!r} is not a database URL") from None
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise DatabaseError(
+            f"setting 'database.url': the {backend!r} database is not supported (use sqlite or postgresql)"
+        )
+    try:
+        if backend == "sqlite":
+            if parsed.database and parsed.database != ":memory:":
+                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 30})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+    except (ImportError, ModuleNotFoundError) as exc:
+        raise DatabaseError(f"no driver for {backend}: {exc}") from None
+    return engine
+
+
+class Database:
+    """An engine plus the checks that the schema is current."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._checked = False
+
+    @property
+    def display_url(self) -> str:
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @property
+    def backend(self) -> str:
+        return self.engine.dialect.name
+
+    def connect(self) -> Connection:
+        """A connection to a database whose schema is current (empty ones are upgraded)."""
+        if not self._checked:
+            self.ensure_schema()
+        try:
+            return self.engine.connect()
+        except OperationalError as exc:
+            raise DatabaseError(f"cannot connect to {self.display_url}: {exc.orig}") from None
+
+    def ensure_schema(self) -> None:
+        from newsletter.migrations_runner import current_revision, head_revision, upgrade
+
+        try:
+            with self.engine.connect() as conn:
+                tables = set(inspect(conn).get_table_names())
+                revision = current_revision(conn)
+        except OperationalError as exc:
+            raise DatabaseError(
+                f"cannot open the database {self.display_url}: {exc.orig}"
+            ) from None
+        head = head_revision()
+        if revision is None and not (tables & {"subscribers", "lists"}):
+            try:
+                upgrade(self.engine)
+            except SQLAlchemyError:
+                # Another process may have migrated the same empty database at the same moment.
+                with self.engine.connect() as conn:
+                    revision = current_revision(conn)
+                if revision != head:
+                    raise
+        elif revision != head:
+            raise DatabaseError(
+                f"the database {self.display_url} is at schema revision {revision}, the code needs "
+                f"{head}: run 'newsletter db upgrade'"
+            )
+        self._checked = True
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.dispose()
+
+
+__all__ = [
+    "STATUSES",
+    "SUPPRESSED",
+    "Database",
+    "SQLAlchemyError",
+    "events",
+    "lists",
+    "memberships",
+    "metadata",
+    "now",
+    "subscribers",
+]

@@ -1,0 +1,62 @@
+"""Subscriber interests: tags from the configured vocabulary (countries, Regional, topics).
+
+Interests are stored in a canonical string: the tags in vocabulary order joined by ``;``
+(``"Kazakhstan;energy"``); the empty string means "everything".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from newsletter.config import Settings
+
+SEPARATORS = re.compile(r"[;|]")
+
+
+class UnknownInterestError(ValueError):
+    def __init__(self, tag: str, vocabulary: Sequence[str]) -> None:
+        self.tag = tag
+        super().__init__(f"unknown interest {tag!r} (known: {', '.join(vocabulary)})")
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    countries: tuple[str, ...]
+    regional: str
+    topics: tuple[str, ...]
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Vocabulary:
+        return cls(
+            tuple(settings.issue.countries),
+            settings.issue.regional_label,
+            tuple(settings.topics.vocabulary),
+        )
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return (*self.countries, self.regional, *self.topics)
+
+    def canonical(self, tags: Iterable[str]) -> str:
+        """Canonical string of ``tags`` (case-insensitive); raises UnknownInterestError."""
+        lookup = {t.lower(): t for t in self.tags}
+        chosen: set[str] = set()
+        for raw in tags:
+            tag = " ".join(raw.split())
+            if not tag:
+                continue
+            known = lookup.get(tag.lower())
+            if known is None:
+                raise UnknownInterestError(tag, self.tags)
+            chosen.add(known)
+        return ";".join(t for t in self.tags if t in chosen)
+
+    def parse(self, text: str) -> str:
+        """Canonical string from ``"kazakhstan; Energy|economy"``."""
+        return self.canonical(SEPARATORS.split(text))
+
+
+def split(canonical: str) -> list[str]:
+    return [t for t in canonical.split(";") if t]
