@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from newsletter.cli_common import State, err, handles_errors, out, parse_day, state, today, warn
 from newsletter.config import masked_dump
+
+if TYPE_CHECKING:
+    from newsletter.db import Database
 
 app = typer.Typer(
     name="newsletter",
@@ -154,11 +157,20 @@ def preview_command(
     open_browser: Annotated[
         bool, typer.Option("--open", help="Open the page in a browser.")
     ] = False,
+    list_name: Annotated[
+        str | None,
+        typer.Option(
+            "--list",
+            "-l",
+            help="Offer this list's variants and subscribers (default: the first list).",
+        ),
+    ] = None,
 ) -> None:
     """Serve a live preview of an issue: desktop, mobile, plain text and web version.
 
     It rebuilds and reloads the page whenever a template, the config or a Markdown source
-    changes. Nothing is written to issues/. Example: newsletter preview 2026-11-16 --port 8025
+    changes, and offers a switcher to see the edition of one variant or one subscriber.
+    Nothing is written to issues/. Example: newsletter preview 2026-11-16 --port 8025
     """
     from newsletter.compose import built_issue_dates
     from newsletter.preview import PreviewServer
@@ -168,12 +180,15 @@ def preview_command(
     if chosen is None:
         built = built_issue_dates(settings.issues_dir)
         chosen = built[-1] if built else today(settings)
+    database, list_name = _preview_audience(state(ctx), list_name)
     server = PreviewServer(
         settings,
         chosen,
         host=host or settings.preview.host,
         port=settings.preview.port if port is None else port,
         on_event=lambda message: err.print(message, markup=False),
+        database=database,
+        list_name=list_name,
     )
     server.start()
     out.print(f"Previewing the issue of {chosen} at {server.url}  (Ctrl-C to stop)", markup=False)
@@ -190,6 +205,26 @@ def preview_command(
 from newsletter import cli_audience  # noqa: E402  (registers its commands on app)
 
 cli_audience.register(app)
+
+
+def _preview_audience(st: State, list_name: str | None) -> tuple[Database | None, str | None]:
+    """The database and list for the variant switcher; none when no database exists yet."""
+    from sqlalchemy.engine import make_url
+
+    from newsletter import audience
+
+    url = make_url(st.settings.database_url)
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").exists():
+        return None, None
+    with st.database.connect() as conn:
+        names = [name for name, _ in audience.list_counts(conn)]
+    if list_name is not None:
+        if list_name not in names:
+            raise audience.AudienceError(
+                f"no list named {list_name!r} (lists: {', '.join(names) or 'none'})"
+            )
+        return st.database, list_name
+    return (st.database, names[0]) if names else (None, None)
 
 
 def main() -> None:

@@ -203,10 +203,10 @@ def list_command(
         ):
             count += 1
             if as_json:
-                out.print(json.dumps(sub.to_json(), ensure_ascii=False), markup=False)
+                typer.echo(json.dumps(sub.to_json(), ensure_ascii=False))
             else:
                 interests = ",".join(split(sub.interests)) or "*"
-                out.print(f"{sub.email}\t{sub.status}\t{interests}\t{sub.name}", markup=False)
+                typer.echo(f"{sub.email}\t{sub.status}\t{interests}\t{sub.name}")
     if not as_json:
         err.print(f"{count} subscriber(s)", markup=False)
 

@@ -39,6 +39,7 @@ MAX_FIELD = 1000
 KNOWN_COLUMNS = ("email", "name", "interests", "status")
 _BAD_BYTES = re.compile("[\udc80-\udcff]")
 _LINE_BREAK = re.compile(r"[\r\n]")
+_SUSPICIOUS = re.compile("[\udc80-\udcff\r\n]")
 csv.field_size_limit(16 * 1024 * 1024)  # long fields are rejected by our own check, by line
 
 
@@ -177,12 +178,13 @@ def _validate(
         return f"{len(fields)} fields, but the header has {len(header)}"
     fields = fields + [""] * (len(header) - len(fields))
     values = dict(zip(header, fields, strict=True))
+    suspicious = _SUSPICIOUS.search("".join(fields)) is not None
     for column, value in values.items():
-        if _BAD_BYTES.search(value):
+        if suspicious and _BAD_BYTES.search(value):
             return f"column {column!r} is not valid UTF-8"
         if len(value) > MAX_FIELD:
             return f"column {column!r} is longer than {MAX_FIELD} characters"
-        if _LINE_BREAK.search(value):
+        if suspicious and _LINE_BREAK.search(value):
             return f"column {column!r} contains a line break"
     try:
         email, key = normalise(values["email"])
@@ -313,12 +315,19 @@ def import_csv(
     binary, text = _open_text(path)
     seen = _Seen()
 
+    pending: list[tuple[int, str]] = []  # this batch's rejections, reported in line order
+
     def reject(line: int, reason: str) -> None:
         report.rejected += 1
-        if len(report.rejections) < 1000:
-            report.rejections.append((line, reason))
-        if on_reject is not None:
-            on_reject(line, reason)
+        pending.append((line, reason))
+
+    def report_rejections() -> None:
+        for line, reason in sorted(pending):
+            if len(report.rejections) < 1000:
+                report.rejections.append((line, reason))
+            if on_reject is not None:
+                on_reject(line, reason)
+        pending.clear()
 
     try:
         header, records = _records(text, path)
@@ -349,6 +358,7 @@ def import_csv(
                     else:
                         trans.commit()
                 batch.clear()
+                report_rejections()
                 if on_progress is not None:
                     on_progress(binary.tell(), total)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from newsletter.config import Settings
 
@@ -26,6 +26,7 @@ class Vocabulary:
     countries: tuple[str, ...]
     regional: str
     topics: tuple[str, ...]
+    _parsed: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Vocabulary:
@@ -54,8 +55,13 @@ class Vocabulary:
         return ";".join(t for t in self.tags if t in chosen)
 
     def parse(self, text: str) -> str:
-        """Canonical string from ``"kazakhstan; Energy|economy"``."""
-        return self.canonical(SEPARATORS.split(text))
+        """Canonical string from ``"kazakhstan; Energy|economy"`` (memoised: imports repeat)."""
+        known = self._parsed.get(text)
+        if known is None:
+            known = self.canonical(SEPARATORS.split(text))
+            if len(self._parsed) < 100_000:
+                self._parsed[text] = known
+        return known
 
 
 def split(canonical: str) -> list[str]:

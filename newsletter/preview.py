@@ -16,15 +16,23 @@ from datetime import date
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode
 
 import watchfiles
 
-from newsletter.build import BuildResult, build_issue
+from newsletter import audience
+from newsletter.build import BuildResult, build_issue, render_options
 from newsletter.compose import ComposeOptions
 from newsletter.config import Settings, load_settings
 from newsletter.errors import NewsletterError, ServerError
+from newsletter.interests import Vocabulary, split
+from newsletter.render import render_issue
+from newsletter.segments import VariantPlan, edition, edition_urls, plan_list, variant_id
 from newsletter.sources import is_url
+
+if TYPE_CHECKING:
+    from newsletter.db import Database
 
 CONTENT_TYPES = {
     "email.html": "text/html; charset=utf-8",
@@ -46,16 +54,18 @@ SHELL = """<!DOCTYPE html>
  figure {{ margin:0; }}
  figcaption {{ font-size:13px; margin-bottom:6px; }}
  iframe {{ border:1px solid #b3b6b7; background:#ffffff; display:block; }}
+ .switcher {{ margin:16px 20px 0 20px; font-size:14px; }}
+ .switcher form {{ display:inline-block; margin-right:24px; }}
  pre {{ background:#ffffff; padding:16px; border:1px solid #b3b6b7; width:80ch; overflow:auto; }}
 </style></head>
 <body>
-<header><strong>{title}</strong>
+<header><strong>{title}</strong> <span class="status">{edition}</span> <span class="status">{edition}</span>
  <div class="status">build #{version} · <a href="/index.html">web version</a><a href="/email.html">email.html</a><a href="/email.txt">email.txt</a><a href="/issue.json">issue.json</a></div>
 </header>
-{error}{warnings}
+{error}{warnings}{switcher}
 <div class="frames">
- <figure><figcaption>Desktop · 600px</figcaption><iframe id="desktop" title="Email at 600px" src="/email.html" width="600" height="900"></iframe></figure>
- <figure><figcaption>Mobile · 375px</figcaption><iframe id="mobile" title="Email at 375px" src="/email.html" width="375" height="900"></iframe></figure>
+ <figure><figcaption>Desktop · 600px</figcaption><iframe id="desktop" title="Email at 600px" src="/email.html{query}" width="600" height="900"></iframe></figure>
+ <figure><figcaption>Mobile · 375px</figcaption><iframe id="mobile" title="Email at 375px" src="/email.html{query}" width="375" height="900"></iframe></figure>
  <figure><figcaption>Plain text</figcaption><pre id="text">{text}</pre></figure>
 </div>
 <script>
@@ -85,8 +95,14 @@ class PreviewServer:
         host: str = "127.0.0.1",
         port: int = 8025,
         on_event: Callable[[str], None] | None = None,
+        database: Database | None = None,
+        list_name: str | None = None,
     ) -> None:
         self.settings = settings
+        self.database = database
+        self.list_name = list_name
+        self.plan: VariantPlan | None = None
+        self._editions: dict[tuple[int, str], dict[str, bytes]] = {}
         self.day = day
         self.host = host
         self.port = port
@@ -111,8 +127,10 @@ class PreviewServer:
                 self.version += 1
             self.on_event(f"build failed: {exc}")
             return
+        plan = self._plan(result)
         with self._lock:
-            self.result, self.error = result, None
+            self.result, self.error, self.plan = result, None, plan
+            self._editions.clear()
             self.version += 1
         self.on_event(f"built #{self.version}: {len(result.issue.articles)} articles")
 
@@ -146,26 +164,128 @@ class PreviewServer:
             self.rebuild(reload_settings=config_changed)
 
     # -- serving
-    def page(self, name: str) -> tuple[int, str, bytes]:
+    def _plan(self, result: BuildResult) -> VariantPlan | None:
+        if self.database is None or not self.list_name:
+            return None
+        try:
+            with self.database.connect() as conn:
+                return plan_list(
+                    conn, result.issue, self.list_name, Vocabulary.from_settings(self.settings)
+                )
+        except NewsletterError as exc:
+            self.on_event(f"variants unavailable: {exc}")
+            return None
+
+    def _interests_of(self, email: str) -> tuple[str, str] | None:
+        """(canonical interests, status) of a subscriber, or None."""
+        if self.database is None:
+            return None
+        try:
+            with self.database.connect() as conn:
+                sub = audience.get(conn, email)
+        except NewsletterError:
+            return None
+        return sub.interests, sub.status
+
+    def select(self, query: dict[str, str]) -> tuple[str, str | None, str]:
+        """(variant id or "", message, query string) for the shell's choice."""
+        result = self.result
+        if result is None:
+            return "", None, ""
+        if query.get("subscriber"):
+            email = query["subscriber"].strip()
+            found = self._interests_of(email)
+            if found is None:
+                return "", f"no subscriber {email!r}: showing the full edition", ""
+            interests, status = found
+            urls = edition_urls(result.issue, interests, Vocabulary.from_settings(self.settings))
+            vid = variant_id(urls)
+            note = f"{email}: {', '.join(split(interests)) or 'everything'}"
+            if status != "active":
+                note += f" ({status}: would not be sent)"
+            if not urls:
+                note += " — nothing in this issue matches: would be skipped"
+            self._remember(vid, urls)
+            return vid, note, "?" + urlencode({"variant": vid})
+        vid = query.get("variant", "")
+        if vid and self.plan is not None:
+            try:
+                variant = self.plan.variant(vid)
+            except KeyError:
+                return "", f"no variant {vid!r} in this build: showing the full edition", ""
+            self._remember(vid, variant.urls)
+            return (
+                vid,
+                f"variant {vid}: {variant.subscribers} subscriber(s)",
+                "?" + urlencode({"variant": vid}),
+            )
+        return "", None, ""
+
+    def _remember(self, vid: str, urls: tuple[str, ...]) -> None:
+        with self._lock:
+            if (self.version, vid) in self._editions or self.result is None:
+                return
+            version, issue = self.version, self.result.issue
+        rendered = render_issue(edition(issue, urls), render_options(self.settings))
+        files = {
+            "email.html": rendered.email_html.encode(),
+            "email.txt": rendered.email_txt.encode(),
+            "index.html": rendered.web_html.encode(),
+        }
+        with self._lock:
+            self._editions[(version, vid)] = files
+
+    def page(self, name: str, query: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+        query = query or {}
+        vid, note, qs = self.select(query)
         with self._lock:
             result, error, version = self.result, self.error, self.version
+            chosen = self._editions.get((version, vid)) if vid else None
         if name == "__version":
             body = json.dumps({"version": version, "error": error}).encode()
             return 200, "application/json", body
         if name in ("", "index"):
-            return (
-                200,
-                "text/html; charset=utf-8",
-                self._shell(result, error, version).encode("utf-8"),
-            )
+            shell = self._shell(result, error, version, vid, note, qs, chosen)
+            return 200, "text/html; charset=utf-8", shell.encode("utf-8")
         if name in CONTENT_TYPES:
             if result is None:
                 message = f"<p>No build yet: {html.escape(error or 'building')}</p>"
                 return 503, "text/html; charset=utf-8", message.encode()
+            if chosen is not None and name in chosen:
+                return 200, CONTENT_TYPES[name], chosen[name]
             return 200, CONTENT_TYPES[name], result.files[name]
         return 404, "text/plain; charset=utf-8", b"not found"
 
-    def _shell(self, result: BuildResult | None, error: str | None, version: int) -> str:
+    def _switcher(self, vid: str) -> str:
+        if self.plan is None:
+            return ""
+        options = ['<option value="">Full edition</option>']
+        for v in self.plan.variants:
+            sections = ", ".join(v.per_section(self.result.issue)) if self.result else ""
+            selected = " selected" if v.id == vid else ""
+            label = f"{v.id} — {v.subscribers} subscriber(s), {len(v.urls)} articles: {sections}"
+            options.append(f'<option value="{v.id}"{selected}>{html.escape(label)}</option>')
+        return (
+            f'<div class="switcher"><form method="get" action="/"><label for="variant">Variant of '
+            f"list {html.escape(self.list_name or '')}:</label> "
+            f'<select id="variant" name="variant">{"".join(options)}</select> '
+            '<button type="submit">Show</button></form>'
+            '<form method="get" action="/"><label for="subscriber">Subscriber:</label> '
+            '<input id="subscriber" name="subscriber" type="email" placeholder="name@example.org"> '
+            '<button type="submit">Show their edition</button></form>'
+            f"<p>{self.plan.skipped} subscriber(s) get nothing this week.</p></div>"
+        )
+
+    def _shell(
+        self,
+        result: BuildResult | None,
+        error: str | None,
+        version: int,
+        vid: str = "",
+        note: str | None = None,
+        query: str = "",
+        chosen: dict[str, bytes] | None = None,
+    ) -> str:
         title = result.issue.title if result else f"issue {self.day}"
         error_html = f'<div class="error" role="alert">{html.escape(error)}</div>' if error else ""
         warnings = (result.issue.warnings + result.problems) if result else []
@@ -176,13 +296,19 @@ class PreviewServer:
             if warnings
             else ""
         )
-        text = html.escape(result.rendered.email_txt) if result else ""
+        if chosen is not None:
+            text = html.escape(chosen["email.txt"].decode())
+        else:
+            text = html.escape(result.rendered.email_txt) if result else ""
         return SHELL.format(
             title=html.escape(title),
             version=version,
             error=error_html,
             warnings=warnings_html,
             text=text,
+            switcher=self._switcher(vid),
+            query=html.escape(query),
+            edition=html.escape(note or "full edition"),
         )
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -190,8 +316,9 @@ class PreviewServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                name = self.path.split("?", 1)[0].strip("/")
-                status, ctype, body = server.page(name)
+                path, _, raw_query = self.path.partition("?")
+                query = {k: v[-1] for k, v in parse_qs(raw_query).items()}
+                status, ctype, body = server.page(path.strip("/"), query)
                 self.send_response(status)
                 self.send_header("Content-Type", ctype)
                 self.send_header("Content-Length", str(len(body)))

@@ -160,3 +160,63 @@ def test_new_markdown_article_appears_after_a_rebuild(
         time.sleep(0.1)
     with urlopen(preview.url + "email.txt", timeout=10) as response:
         assert b"Late Story From Naryn" in response.read()
+
+
+@pytest.fixture
+def audience_preview(settings: Settings, tmp_path: Path) -> Iterator[PreviewServer]:
+    from newsletter.db import Database
+    from newsletter.importer import import_csv
+    from newsletter.interests import Vocabulary
+    from tests.conftest import REPO
+
+    db = Database(f"sqlite:///{tmp_path / 'preview.db'}")
+    import_csv(db, REPO / "subscribers" / "weekly.csv", "weekly", Vocabulary.from_settings(settings))
+    server = PreviewServer(settings, DAY, port=0, database=db, list_name="weekly")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        db.dispose()
+
+
+def _get(url: str) -> str:
+    with urlopen(url, timeout=10) as response:
+        return response.read().decode()
+
+
+def test_switcher_lists_the_variants_and_shows_one(audience_preview: PreviewServer) -> None:
+    plan = audience_preview.plan
+    assert plan is not None and len(plan.variants) > 3
+    shell = _get(audience_preview.url)
+    assert shell.count("<option value=\"v") == len(plan.variants)
+    small = min(plan.variants, key=lambda v: len(v.urls))
+    chosen = _get(audience_preview.url + f"?variant={small.id}")
+    assert f'src="/email.html?variant={small.id}"' in chosen
+    html = _get(audience_preview.url + f"email.html?variant={small.id}")
+    assert html.count('class="headline"') == len(small.urls) < 21
+
+
+def test_subscriber_edition_matches_their_interests(audience_preview: PreviewServer) -> None:
+    shell = _get(audience_preview.url + "?subscriber=nodira%40example.org")
+    assert "nodira@example.org: Uzbekistan" in shell
+    text_part = shell.split('<pre id="text">')[1]
+    assert "UZBEKISTAN" in text_part and "REGIONAL" in text_part and "KAZAKHSTAN" not in text_part
+    gone = _get(audience_preview.url + "?subscriber=former%40example.org")
+    assert "(unsubscribed: would not be sent)" in gone
+    unknown = _get(audience_preview.url + "?subscriber=who%40example.org")
+    assert "no subscriber &#x27;who@example.org&#x27;: showing the full edition" in unknown
+
+
+@pytest.mark.browser
+def test_choosing_a_variant_in_the_browser_changes_the_frames(audience_preview: PreviewServer, browser) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": 1400, "height": 900})
+    page.goto(audience_preview.url)
+    full = page.frame_locator("iframe#desktop").locator("h3.headline").count()
+    page.fill("#subscriber", "gulnara@example.org")
+    page.click("text=Show their edition")
+    page.wait_for_url("**/?subscriber=*")
+    frame = page.frame_locator("iframe#desktop")
+    frame.locator("h2", has_text="Turkmenistan").wait_for()
+    assert [t.lower() for t in frame.locator("h2").all_inner_texts()] == ["turkmenistan", "regional"]
+    assert frame.locator("h3.headline").count() < full
