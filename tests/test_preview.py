@@ -170,7 +170,9 @@ def audience_preview(settings: Settings, tmp_path: Path) -> Iterator[PreviewServ
     from tests.conftest import REPO
 
     db = Database(f"sqlite:///{tmp_path / 'preview.db'}")
-    import_csv(db, REPO / "subscribers" / "weekly.csv", "weekly", Vocabulary.from_settings(settings))
+    import_csv(
+        db, REPO / "subscribers" / "weekly.csv", "weekly", Vocabulary.from_settings(settings)
+    )
     server = PreviewServer(settings, DAY, port=0, database=db, list_name="weekly")
     server.start()
     try:
@@ -189,7 +191,7 @@ def test_switcher_lists_the_variants_and_shows_one(audience_preview: PreviewServ
     plan = audience_preview.plan
     assert plan is not None and len(plan.variants) > 3
     shell = _get(audience_preview.url)
-    assert shell.count("<option value=\"v") == len(plan.variants)
+    assert shell.count('<option value="v') == len(plan.variants)
     small = min(plan.variants, key=lambda v: len(v.urls))
     chosen = _get(audience_preview.url + f"?variant={small.id}")
     assert f'src="/email.html?variant={small.id}"' in chosen
@@ -209,7 +211,9 @@ def test_subscriber_edition_matches_their_interests(audience_preview: PreviewSer
 
 
 @pytest.mark.browser
-def test_choosing_a_variant_in_the_browser_changes_the_frames(audience_preview: PreviewServer, browser) -> None:  # type: ignore[no-untyped-def]
+def test_choosing_a_variant_in_the_browser_changes_the_frames(
+    audience_preview: PreviewServer, browser
+) -> None:  # type: ignore[no-untyped-def]
     page = browser.new_page(viewport={"width": 1400, "height": 900})
     page.goto(audience_preview.url)
     full = page.frame_locator("iframe#desktop").locator("h3.headline").count()
@@ -218,5 +222,8 @@ def test_choosing_a_variant_in_the_browser_changes_the_frames(audience_preview: 
     page.wait_for_url("**/?subscriber=*")
     frame = page.frame_locator("iframe#desktop")
     frame.locator("h2", has_text="Turkmenistan").wait_for()
-    assert [t.lower() for t in frame.locator("h2").all_inner_texts()] == ["turkmenistan", "regional"]
+    assert [t.lower() for t in frame.locator("h2").all_inner_texts()] == [
+        "turkmenistan",
+        "regional",
+    ]
     assert frame.locator("h3.headline").count() < full

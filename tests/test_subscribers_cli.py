@@ -10,28 +10,59 @@ from tests.conftest import REPO, SAMPLE_DATE
 
 def test_import_prints_rejections_by_line_and_a_summary(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "list.csv"
-    path.write_text("email,interests\nok@example.org,energy\nbroken@,\nok@EXAMPLE.org,\nx@example.org,Atlantis\n")
+    path.write_text(
+        "email,interests\nok@example.org,energy\nbroken@,\nok@EXAMPLE.org,\nx@example.org,Atlantis\n"
+    )
     result = cli("subscribers", "import", str(path), "--list", "weekly")
     assert result.code == 0, result.stderr
     rejected = [line for line in result.stderr.splitlines() if line.startswith("rejected: ")]
     assert [r.split(":")[2] for r in rejected] == ["3", "4", "5"]
-    assert "4 rows: 1 added, 0 updated, 0 unchanged, 0 kept" in result.stdout and "3 rejected" in result.stdout
+    assert (
+        "4 rows: 1 added, 0 updated, 0 unchanged, 0 kept" in result.stdout
+        and "3 rejected" in result.stdout
+    )
 
 
 def test_dry_run_says_so_and_changes_nothing(cli) -> None:  # type: ignore[no-untyped-def]
-    result = cli("subscribers", "import", str(REPO / "subscribers/weekly.csv"), "--list", "weekly", "--dry-run")
-    assert result.code == 0 and result.stdout.startswith("dry run, nothing changed: 20 rows: 20 added")
+    result = cli(
+        "subscribers",
+        "import",
+        str(REPO / "subscribers/weekly.csv"),
+        "--list",
+        "weekly",
+        "--dry-run",
+    )
+    assert result.code == 0 and result.stdout.startswith(
+        "dry run, nothing changed: 20 rows: 20 added"
+    )
     assert "weekly" not in cli("lists").stdout
 
 
 def test_add_show_list_unsubscribe_and_export(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    assert cli("subscribers", "add", "Ana@Example.org", "--list", "weekly", "--name", "Ana",
-               "--interest", "kazakhstan", "--interest", "energy").code == 0
+    assert (
+        cli(
+            "subscribers",
+            "add",
+            "Ana@Example.org",
+            "--list",
+            "weekly",
+            "--name",
+            "Ana",
+            "--interest",
+            "kazakhstan",
+            "--interest",
+            "energy",
+        ).code
+        == 0
+    )
     shown = json.loads(cli("subscribers", "show", "ana@example.org", "--json").stdout)
     assert shown["interests"] == ["Kazakhstan", "energy"] and shown["lists"] == ["weekly"]
     listed = cli("subscribers", "list", "--list", "weekly", "--interest", "energy")
     assert listed.stdout.startswith("Ana@example.org\tactive\tKazakhstan,energy\tAna")
-    assert cli("subscribers", "unsubscribe", "ana@example.org").stdout.strip() == "Ana@example.org is unsubscribed"
+    assert (
+        cli("subscribers", "unsubscribe", "ana@example.org").stdout.strip()
+        == "Ana@example.org is unsubscribed"
+    )
     again = cli("subscribers", "add", "ana@example.org", "--list", "weekly")
     assert again.code == 1 and again.stderr.startswith("error: Ana@example.org is unsubscribed")
     out = tmp_path / "weekly.csv"
@@ -47,7 +78,10 @@ def test_unknown_subscriber_and_list_are_one_line_errors(cli) -> None:  # type: 
 
 
 def test_lists_and_segments_for_the_sample(cli) -> None:  # type: ignore[no-untyped-def]
-    assert cli("subscribers", "import", str(REPO / "subscribers/weekly.csv"), "--list", "weekly").code == 0
+    assert (
+        cli("subscribers", "import", str(REPO / "subscribers/weekly.csv"), "--list", "weekly").code
+        == 0
+    )
     lists = json.loads(cli("lists", "--json").stdout)
     assert lists["weekly"]["active"] == 18 and lists["weekly"]["unsubscribed"] == 1
     assert cli("build", "--date", SAMPLE_DATE).code == 0

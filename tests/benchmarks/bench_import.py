@@ -22,8 +22,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-TAGS = ["Kazakhstan", "Kyrgyzstan", "Tajikistan", "Turkmenistan", "Uzbekistan", "Regional",
-        "economy", "energy", "politics", "security", "transport", "technology", "environment", "society"]
+TAGS = [
+    "Kazakhstan",
+    "Kyrgyzstan",
+    "Tajikistan",
+    "Turkmenistan",
+    "Uzbekistan",
+    "Regional",
+    "economy",
+    "energy",
+    "politics",
+    "security",
+    "transport",
+    "technology",
+    "environment",
+    "society",
+]
 
 
 def generate(path: Path, rows: int) -> None:
@@ -34,7 +48,9 @@ def generate(path: Path, rows: int) -> None:
             k = rng.choice((0, 1, 1, 2, 2, 3))
             interests = "|".join(rng.sample(TAGS, k))
             status = "unsubscribed" if i % 50 == 0 else "active"
-            fh.write(f"reader{i:07d}@mail{i % 97}.example.org,Reader {i},{interests},{status},City {i % 300}\n")
+            fh.write(
+                f"reader{i:07d}@mail{i % 97}.example.org,Reader {i},{interests},{status},City {i % 300}\n"
+            )
 
 
 def child(csv_path: str, db_url: str) -> None:
@@ -46,20 +62,37 @@ def child(csv_path: str, db_url: str) -> None:
     settings = load_settings(REPO / "newsletter.toml")
     db = Database(db_url)
     t0 = time.perf_counter()
-    report = import_csv(db, Path(csv_path), "weekly", Vocabulary.from_settings(settings), batch_size=5000)
+    report = import_csv(
+        db, Path(csv_path), "weekly", Vocabulary.from_settings(settings), batch_size=5000
+    )
     elapsed = time.perf_counter() - t0
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"rows": report.rows, "added": report.added, "seconds": elapsed, "peak_mb": peak_kb / 1024}))
+    print(
+        json.dumps(
+            {
+                "rows": report.rows,
+                "added": report.added,
+                "seconds": elapsed,
+                "peak_mb": peak_kb / 1024,
+            }
+        )
+    )
 
 
 def run_import(rows: int, tmp: Path) -> dict[str, float]:
     csv_path = tmp / f"subs-{rows}.csv"
     t0 = time.perf_counter()
     generate(csv_path, rows)
-    print(f"  generated {rows:,} rows ({csv_path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s")
+    print(
+        f"  generated {rows:,} rows ({csv_path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s"
+    )
     db_url = f"sqlite:///{tmp / f'bench-{rows}.db'}"
-    out = subprocess.run([sys.executable, __file__, "--child", str(csv_path), db_url],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", str(csv_path), db_url],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     result["db_url"] = db_url  # type: ignore[assignment]
     return result
@@ -80,9 +113,11 @@ def plan(db_url: str) -> None:
         t0 = time.perf_counter()
         result = plan_list(conn, issue, "weekly", Vocabulary.from_settings(settings))
         elapsed = time.perf_counter() - t0
-    print(f"variant planning         : {elapsed:.2f} s for {result.subscribers:,} active subscribers "
-          f"-> {len(result.variants)} variants ({sum(len(v.interest_sets) for v in result.variants)} "
-          f"distinct interest sets), {result.skipped:,} skipped")
+    print(
+        f"variant planning         : {elapsed:.2f} s for {result.subscribers:,} active subscribers "
+        f"-> {len(result.variants)} variants ({sum(len(v.interest_sets) for v in result.variants)} "
+        f"distinct interest sets), {result.skipped:,} skipped"
+    )
 
 
 def main() -> None:
@@ -100,11 +135,15 @@ def main() -> None:
             print(f"importing {rows:,} rows into SQLite …")
             r = run_import(rows, tmp)
             results[rows] = r
-            print(f"  {r['added']:,} added in {r['seconds']:.1f} s = {r['rows'] / r['seconds']:,.0f} rows/s "
-                  f"(goal >= 20,000); peak RSS {r['peak_mb']:.1f} MB")
+            print(
+                f"  {r['added']:,} added in {r['seconds']:.1f} s = {r['rows'] / r['seconds']:,.0f} rows/s "
+                f"(goal >= 20,000); peak RSS {r['peak_mb']:.1f} MB"
+            )
         small, large = results[args.small], results[args.rows]
-        print(f"peak memory {args.small:,} -> {args.rows:,} rows: {small['peak_mb']:.1f} -> "
-              f"{large['peak_mb']:.1f} MB (difference {large['peak_mb'] - small['peak_mb']:+.1f} MB)")
+        print(
+            f"peak memory {args.small:,} -> {args.rows:,} rows: {small['peak_mb']:.1f} -> "
+            f"{large['peak_mb']:.1f} MB (difference {large['peak_mb'] - small['peak_mb']:+.1f} MB)"
+        )
         plan(str(large["db_url"]))
 
 
