@@ -24,6 +24,8 @@ from newsletter.models import Article, Issue, RateRow, RatesHeader, Section, Win
 from newsletter.render import RenderedIssue, RenderOptions, render_issue
 
 MANIFEST_FORMAT = 1
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 @dataclass
@@ -142,6 +144,7 @@ def write_files(out_dir: Path, files: dict[str, bytes]) -> None:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
+            os.chmod(tmp_name, 0o644 & ~_UMASK)  # mkstemp makes 0600; these are web files
         for name, path in sorted(staged, key=lambda item: item[0] == "issue.json"):
             os.replace(path, out_dir / name)
     finally:

@@ -202,9 +202,10 @@ def preview_command(
         server.stop()
 
 
-from newsletter import cli_audience  # noqa: E402  (registers its commands on app)
+from newsletter import cli_audience, cli_delivery  # noqa: E402  (they register their commands)
 
 cli_audience.register(app)
+cli_delivery.register(app)
 
 
 def _preview_audience(st: State, list_name: str | None) -> tuple[Database | None, str | None]:

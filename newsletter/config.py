@@ -12,10 +12,18 @@ import re
 import tomllib
 from datetime import tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -172,7 +180,83 @@ class DatabaseSettings(Section):
 
 
 class SecuritySettings(Section):
+    """The key that signs subscriber links (unsubscribe, preferences, confirmation)."""
+
     secret_key: SecretStr = SecretStr("")
+    secret_key_file: str = ".newsletter/secret_key"
+
+
+class SenderSettings(Section):
+    """Who the issue comes from and how it is addressed."""
+
+    from_address: str = "weekly@news.example.org"
+    from_name: str = "Central Asia Weekly"
+    reply_to: str = ""
+    subject: str = "{name} — {date}"
+    list_id: str = ""
+    unsubscribe_mailto: str = ""
+    base_url: str = ""
+
+    @field_validator("from_address", "reply_to", "unsubscribe_mailto")
+    @classmethod
+    def _address(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError(f"{value!r} is not an e-mail address")
+        return value
+
+    @field_validator("subject", "from_name", "list_id")
+    @classmethod
+    def _one_line(cls, value: str) -> str:
+        if "\r" in value or "\n" in value:
+            raise ValueError("must not contain a line break")
+        return value
+
+    @field_validator("subject")
+    @classmethod
+    def _fields(cls, value: str) -> str:
+        try:
+            value.format(name="", date="", title="", issue="")
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"unknown field {exc} (use {{name}}, {{date}}, {{title}}, {{issue}})"
+            ) from None
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, value: str) -> str:
+        if value and not re.fullmatch(r"https?://[A-Za-z0-9.\-:]+(/[A-Za-z0-9._~/\-]*)?", value):
+            raise ValueError(f"must be a plain absolute http(s) URL, not {value!r}")
+        return value.rstrip("/")
+
+
+class SMTPSettings(Section):
+    """The SMTP server; with no host, messages go to a local Maildir outbox."""
+
+    host: str = ""
+    port: int = Field(default=587, ge=1, le=65535)
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    verify: bool = True
+    ca_file: str = ""
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    concurrency: int = Field(default=4, ge=1, le=200)
+    rate_per_second: float = Field(default=0.0, ge=0)
+    rate_per_hour: int = Field(default=0, ge=0)
+    retries: int = Field(default=3, ge=1, le=20)
+    backoff: float = Field(default=2.0, ge=0, le=3600)
+    bounce_limit: int = Field(default=3, ge=1, le=100)
+    pause_after_errors: int = Field(default=10, ge=1, le=100000)
+    outbox: str = "outbox"
+
+
+class DKIMSettings(Section):
+    """Optional DKIM signing (rsa-sha256, relaxed/relaxed)."""
+
+    domain: str = ""
+    selector: str = ""
+    private_key_file: str = ""
 
 
 class Settings(BaseSettings):
@@ -193,7 +277,45 @@ class Settings(BaseSettings):
     build: BuildSettings = Field(default_factory=BuildSettings)
     preview: PreviewSettings = Field(default_factory=PreviewSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    sender: SenderSettings = Field(default_factory=SenderSettings)
+    smtp: SMTPSettings = Field(default_factory=SMTPSettings)
+    dkim: DKIMSettings = Field(default_factory=DKIMSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        smtp, dkim = self.smtp, self.dkim
+        if smtp.password.get_secret_value() and not smtp.username:
+            raise ValueError("smtp.password is set but smtp.username is empty")
+        if (
+            smtp.username
+            and smtp.security == "none"
+            and smtp.host not in ("127.0.0.1", "localhost", "::1")
+        ):
+            raise ValueError(
+                "smtp.username with smtp.security = 'none' would send the password in clear: "
+                "use starttls or tls"
+            )
+        if smtp.security == "tls" and smtp.port == 587:
+            raise ValueError(
+                "smtp.security = 'tls' (implicit TLS) does not work on port 587: use 465 or starttls"
+            )
+        if any((dkim.domain, dkim.selector, dkim.private_key_file)) and not all(
+            (dkim.domain, dkim.selector, dkim.private_key_file)
+        ):
+            raise ValueError(
+                "DKIM needs all three of dkim.domain, dkim.selector and dkim.private_key_file"
+            )
+        sender_domain = self.sender.from_address.rpartition("@")[2].lower()
+        if dkim.domain and not (
+            sender_domain == dkim.domain.lower()
+            or sender_domain.endswith("." + dkim.domain.lower())
+        ):
+            raise ValueError(
+                f"dkim.domain {dkim.domain!r} does not align with sender.from_address "
+                f"{self.sender.from_address!r} (DMARC needs the same domain or a parent)"
+            )
+        return self
 
     # Not a setting: the folder relative paths are resolved against.
     _workspace: Path = Path(".")
@@ -282,6 +404,8 @@ def _describe(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         return f"unknown setting {key!r}{origin}"
     msg = str(error["msg"]).removeprefix("Value error, ")
+    if not parts:  # a check across several settings
+        return f"contradictory settings: {msg}"
     return f"setting {key!r}{origin}: {msg}"
 
 

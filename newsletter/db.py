@@ -24,6 +24,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     create_engine,
     event,
     inspect,
@@ -81,6 +82,7 @@ subscribers = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     Column("unsubscribed_at", UTCDateTime, nullable=True),
+    Column("bounce_count", Integer, nullable=False, default=0, server_default="0"),
     Index("ix_subscribers_status_interests", "status", "interests"),
 )
 
@@ -114,6 +116,64 @@ events = Table(
     Column("kind", String(40), nullable=False),
     Column("detail", Text, nullable=False, default=""),
     Index("ix_events_subscriber", "subscriber_id"),
+)
+
+
+SEND_STATES = ("queued", "sending", "sent", "deferred", "failed", "skipped")
+
+# One row per (issue, subscriber): the send log is also the work queue. Rows are claimed in
+# batches ("sending", claimed_by/claimed_at); on PostgreSQL with FOR UPDATE SKIP LOCKED so that
+# several senders can share one send.
+send_log = Table(
+    "send_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue", String(32), nullable=False),
+    Column("list_id", Integer, nullable=False),
+    Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("state", String(16), nullable=False),
+    Column("variant", String(16), nullable=False, default=""),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_code", Integer, nullable=True),
+    Column("last_reply", String(500), nullable=False, default=""),
+    Column("queued_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("claimed_by", String(64), nullable=True),
+    Column("claimed_at", UTCDateTime, nullable=True),
+    UniqueConstraint("issue", "subscriber_id", name="uq_send_log_issue"),
+    Index("ix_send_log_claim", "issue", "state", "next_attempt_at"),
+    Index("ix_send_log_sent_at", "sent_at"),
+)
+
+send_runs = Table(
+    "send_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("issue", String(32), nullable=False),
+    Column("list_name", String(100), nullable=False),
+    Column("origin", String(40), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("outcome", String(20), nullable=False),
+    Column("sent", Integer, nullable=False, default=0),
+    Column("deferred", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("skipped", Integer, nullable=False, default=0),
+    Column("message", Text, nullable=False, default=""),
+    Index("ix_send_runs_issue", "issue"),
+)
+
+locks = Table(
+    "locks",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("owner", String(100), nullable=False),
+    Column("acquired_at", UTCDateTime, nullable=False),
+    Column("heartbeat_at", UTCDateTime, nullable=False),
 )
 
 
@@ -203,7 +263,7 @@ class Database:
                 f"cannot open the database {self.display_url}: {exc.orig}"
             ) from None
         head = head_revision()
-        if revision is None and not (tables & {"subscribers", "lists"}):
+        if revision is None and not (tables & {"subscribers", "lists"}):  # empty: create it
             try:
                 upgrade(self.engine)
             except SQLAlchemyError:
@@ -236,8 +296,11 @@ __all__ = [
     "SQLAlchemyError",
     "events",
     "lists",
+    "locks",
     "memberships",
     "metadata",
     "now",
+    "send_log",
+    "send_runs",
     "subscribers",
 ]

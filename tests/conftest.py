@@ -214,3 +214,77 @@ def vocabulary(settings: Settings) -> Vocabulary:
     from newsletter.interests import Vocabulary
 
     return Vocabulary.from_settings(settings)
+
+
+# -- a real SMTP server (aiosmtpd) with failures injected on the server side --------------------
+
+
+class RecordingHandler:
+    """Stores what it receives; ``rules[address]`` injects a failure for that recipient:
+    "450" / "550" at RCPT, "450-once" (then accept), "drop" (close the connection at DATA),
+    "slow" (sleep past the client's timeout at DATA)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bytes, float]] = []
+        self.rules: dict[str, str] = {}
+        self.slow_seconds = 3.0
+        self.data_delay = 0.0
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        rule = self.rules.get(address.lower())
+        if rule == "550":
+            return "550 5.1.1 <%s>: no such user" % address
+        if rule in ("450", "450-once"):
+            if rule == "450-once":
+                self.rules.pop(address.lower())
+            return "450 4.2.0 <%s>: mailbox busy, try later" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        import asyncio
+        import time
+
+        rule = self.rules.get(envelope.rcpt_tos[0].lower())
+        if rule == "drop":
+            server.transport.close()
+            return "421 closing"
+        if rule == "slow":
+            await asyncio.sleep(self.slow_seconds)
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
+        self.messages.append(
+            (envelope.rcpt_tos[0], envelope.original_content or envelope.content, time.monotonic())
+        )
+        return "250 2.0.0 OK"
+
+    def received(self, address: str) -> list[bytes]:
+        return [m for rcpt, m, _ in self.messages if rcpt.lower() == address.lower()]
+
+
+@dataclass
+class SMTPServer:
+    handler: RecordingHandler
+    host: str
+    port: int
+
+
+def start_smtp(handler: RecordingHandler, **kwargs: object):  # type: ignore[no-untyped-def]
+    from aiosmtpd.controller import Controller
+
+    from newsletter.smtpserver import free_port
+
+    port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)
+    controller.start()
+    return controller, SMTPServer(handler, "127.0.0.1", port)
+
+
+@pytest.fixture
+def smtp_server() -> Iterator[SMTPServer]:
+    handler = RecordingHandler()
+    controller, server = start_smtp(handler)
+    try:
+        yield server
+    finally:
+        controller.stop()

@@ -1,0 +1,363 @@
+"""The send log: one row per (issue, subscriber), and the work queue of a send.
+
+States: ``queued`` → ``sending`` (claimed) → ``sent`` | ``deferred`` (retry later) | ``failed``
+(permanent) | ``skipped`` (not active any more, or nothing in the issue for them). The unique
+(issue, subscriber) key means nobody is ever queued twice for one issue. Rows are claimed in
+batches; on PostgreSQL with ``FOR UPDATE SKIP LOCKED`` so that several senders can share a send.
+SQLite keeps one sender per issue, enforced by a row in ``locks``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from newsletter.db import SUPPRESSED, locks, memberships, now, send_log, send_runs, subscribers
+from newsletter.errors import NewsletterError
+
+LEASE = timedelta(minutes=10)  # a claim older than this belongs to a dead sender (PostgreSQL)
+LOCK_STALE = timedelta(seconds=90)
+
+
+class SendLockedError(NewsletterError):
+    exit_code = 7
+
+
+def owner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _dialect_insert(conn: Connection, table: Any) -> Any:
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects import postgresql
+
+        return postgresql.insert(table)
+    from sqlalchemy.dialects import sqlite
+
+    return sqlite.insert(table)
+
+
+# -- locks ---------------------------------------------------------------------------------------
+
+
+def acquire_lock(conn: Connection, name: str, owner: str) -> None:
+    """Take a named lock (a row); a lock whose holder stopped beating for 90 s is taken over."""
+    stamp = now()
+    result = conn.execute(
+        _dialect_insert(conn, locks)
+        .values(name=name, owner=owner, acquired_at=stamp, heartbeat_at=stamp)
+        .on_conflict_do_nothing()
+    )
+    if result.rowcount == 1:
+        return
+    row = conn.execute(select(locks).where(locks.c.name == name)).one()
+    if row.owner != owner and stamp - row.heartbeat_at < LOCK_STALE:
+        raise SendLockedError(
+            f"{name} is held by {row.owner} since {row.acquired_at:%Y-%m-%d %H:%M:%S} UTC "
+            f"(still running); wait for it to finish"
+        )
+    conn.execute(
+        update(locks)
+        .where(locks.c.name == name, locks.c.heartbeat_at == row.heartbeat_at)
+        .values(owner=owner, acquired_at=stamp, heartbeat_at=stamp)
+    )
+
+
+def heartbeat(conn: Connection, name: str, owner: str) -> None:
+    conn.execute(
+        update(locks).where(locks.c.name == name, locks.c.owner == owner).values(heartbeat_at=now())
+    )
+
+
+def release_lock(conn: Connection, name: str, owner: str) -> None:
+    conn.execute(locks.delete().where(locks.c.name == name, locks.c.owner == owner))
+
+
+# -- queue ---------------------------------------------------------------------------------------
+
+
+def enqueue(conn: Connection, issue: str, list_id: int) -> int:
+    """Queue every active member of the list not yet in the log for this issue."""
+    stamp = now()
+    source = (
+        select(
+            bindparam("issue", issue),
+            bindparam("list_id", list_id),
+            subscribers.c.id,
+            bindparam("state", "queued"),
+            bindparam("variant", ""),
+            bindparam("attempts", 0),
+            bindparam("reply", ""),
+            bindparam("q", stamp, type_=send_log.c.queued_at.type),
+            bindparam("u", stamp, type_=send_log.c.updated_at.type),
+        )
+        .select_from(subscribers.join(memberships, memberships.c.subscriber_id == subscribers.c.id))
+        .where(memberships.c.list_id == list_id, subscribers.c.status == "active")
+    )
+    stmt = (
+        _dialect_insert(conn, send_log)
+        .from_select(
+            [
+                "issue",
+                "list_id",
+                "subscriber_id",
+                "state",
+                "variant",
+                "attempts",
+                "last_reply",
+                "queued_at",
+                "updated_at",
+            ],
+            source,
+        )
+        .on_conflict_do_nothing()
+    )
+    in_log = select(func.count()).select_from(send_log).where(send_log.c.issue == issue)
+    before = int(conn.execute(in_log).scalar() or 0)
+    conn.execute(stmt)  # rowcount of INSERT ... SELECT is not reliable across drivers
+    return int(conn.execute(in_log).scalar() or 0) - before
+
+
+def recover(conn: Connection, issue: str, *, single_sender: bool) -> int:
+    """Put back rows claimed by a sender that died; make left-over deferred rows due now."""
+    stamp = now()
+    stale = send_log.c.state == "sending"
+    if not single_sender:
+        stale = and_(stale, send_log.c.claimed_at < stamp - LEASE)
+    moved = conn.execute(
+        update(send_log)
+        .where(send_log.c.issue == issue, stale)
+        .values(state="queued", claimed_by=None, claimed_at=None, updated_at=stamp)
+    ).rowcount
+    conn.execute(
+        update(send_log)
+        .where(
+            send_log.c.issue == issue,
+            send_log.c.state == "deferred",
+            send_log.c.next_attempt_at.is_(None),
+        )
+        .values(next_attempt_at=stamp)
+    )
+    return int(moved or 0)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    subscriber_id: int
+    email: str
+    name: str
+    status: str
+    interests: str
+    attempts: int
+
+
+def claim(conn: Connection, issue: str, owner: str, limit: int) -> list[Claimed]:
+    """Claim up to ``limit`` due rows, joined with the subscriber's current state."""
+    stamp = now()
+    due = or_(
+        send_log.c.state == "queued",
+        and_(send_log.c.state == "deferred", send_log.c.next_attempt_at <= stamp),
+    )
+    query = (
+        select(
+            send_log.c.id,
+            send_log.c.subscriber_id,
+            send_log.c.attempts,
+            subscribers.c.email,
+            subscribers.c.name,
+            subscribers.c.status,
+            subscribers.c.interests,
+        )
+        .join(subscribers, subscribers.c.id == send_log.c.subscriber_id)
+        .where(send_log.c.issue == issue, due)
+        .order_by(send_log.c.id)
+        .limit(limit)
+    )
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True, of=send_log)
+    rows = [
+        Claimed(r.id, r.subscriber_id, r.email, r.name, r.status, r.interests, r.attempts)
+        for r in conn.execute(query)
+    ]
+    if rows:
+        conn.execute(
+            update(send_log)
+            .where(send_log.c.id.in_([r.id for r in rows]))
+            .values(state="sending", claimed_by=owner, claimed_at=stamp, updated_at=stamp)
+        )
+    return rows
+
+
+@dataclass(frozen=True)
+class Outcome:
+    id: int
+    subscriber_id: int
+    state: str  # sent, deferred, failed, skipped, queued (given back)
+    code: int | None
+    reply: str
+    variant: str = ""
+    retry_at: datetime | None = None
+    tried: bool = True
+
+
+def record(conn: Connection, outcomes: list[Outcome], bounce_limit: int) -> list[int]:
+    """Write a batch of outcomes; returns subscriber ids that became ``bounced``."""
+    if not outcomes:
+        return []
+    stamp = now()
+    params = [
+        {
+            "_id": o.id,
+            "_state": o.state,
+            "_code": o.code,
+            "_reply": o.reply[:500],
+            "_variant": o.variant,
+            "_next": o.retry_at,
+            "_sent": stamp if o.state == "sent" else None,
+            "_inc": 1 if o.tried else 0,
+        }
+        for o in outcomes
+    ]
+    conn.execute(
+        update(send_log)
+        .where(send_log.c.id == bindparam("_id"))
+        .values(
+            state=bindparam("_state"),
+            last_code=bindparam("_code"),
+            last_reply=bindparam("_reply"),
+            variant=bindparam("_variant"),
+            next_attempt_at=bindparam("_next"),
+            sent_at=func.coalesce(
+                bindparam("_sent", type_=send_log.c.sent_at.type), send_log.c.sent_at
+            ),
+            attempts=send_log.c.attempts + bindparam("_inc"),
+            claimed_by=None,
+            claimed_at=None,
+            updated_at=stamp,
+        ),
+        params,
+    )
+    hard = [
+        o.subscriber_id
+        for o in outcomes
+        if o.state == "failed" and o.code is not None and o.code >= 500
+    ]
+    bounced: list[int] = []
+    for sid in hard:
+        conn.execute(
+            update(subscribers)
+            .where(subscribers.c.id == sid)
+            .values(bounce_count=subscribers.c.bounce_count + 1, updated_at=stamp)
+        )
+        row = conn.execute(
+            select(subscribers.c.bounce_count, subscribers.c.status).where(subscribers.c.id == sid)
+        ).one()
+        if row.bounce_count >= bounce_limit and row.status not in SUPPRESSED:
+            conn.execute(
+                update(subscribers)
+                .where(subscribers.c.id == sid)
+                .values(status="bounced", unsubscribed_at=stamp, updated_at=stamp)
+            )
+            bounced.append(sid)
+    return bounced
+
+
+def next_retry(conn: Connection, issue: str) -> datetime | None:
+    """When the earliest deferred row of this run is due again (None: nothing to wait for)."""
+    value = conn.execute(
+        select(func.min(send_log.c.next_attempt_at)).where(
+            send_log.c.issue == issue,
+            send_log.c.state == "deferred",
+            send_log.c.next_attempt_at.is_not(None),
+        )
+    ).scalar()
+    if value is not None and value.tzinfo is None:
+        from datetime import UTC
+
+        value = value.replace(tzinfo=UTC)
+    return value
+
+
+def counts(conn: Connection, issue: str) -> dict[str, int]:
+    rows = conn.execute(
+        select(send_log.c.state, func.count())
+        .where(send_log.c.issue == issue)
+        .group_by(send_log.c.state)
+    )
+    result = dict.fromkeys(("queued", "sending", "sent", "deferred", "failed", "skipped"), 0)
+    result.update({state: int(n) for state, n in rows})
+    return result
+
+
+def failures(conn: Connection, issue: str, limit: int = 50) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        select(subscribers.c.email, send_log.c.state, send_log.c.attempts, send_log.c.last_reply)
+        .join(subscribers, subscribers.c.id == send_log.c.subscriber_id)
+        .where(send_log.c.issue == issue, send_log.c.state.in_(("failed", "deferred")))
+        .order_by(send_log.c.id)
+        .limit(limit)
+    )
+    return [dict(r._mapping) for r in rows]
+
+
+def sent_since(conn: Connection, since: datetime) -> list[datetime]:
+    rows = conn.execute(
+        select(send_log.c.sent_at).where(send_log.c.sent_at >= since).order_by(send_log.c.sent_at)
+    )
+    return [r[0] for r in rows]
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+def start_run(conn: Connection, issue: str, list_name: str, origin: str) -> int:
+    return int(
+        conn.execute(
+            insert(send_runs)
+            .values(
+                issue=issue,
+                list_name=list_name,
+                origin=origin,
+                started_at=now(),
+                outcome="running",
+                sent=0,
+                deferred=0,
+                failed=0,
+                skipped=0,
+                message="",
+            )
+            .returning(send_runs.c.id)
+        ).scalar_one()
+    )
+
+
+def finish_run(
+    conn: Connection, run_id: int, outcome: str, totals: dict[str, int], message: str
+) -> None:
+    conn.execute(
+        update(send_runs)
+        .where(send_runs.c.id == run_id)
+        .values(
+            finished_at=now(),
+            outcome=outcome,
+            sent=totals.get("sent", 0),
+            deferred=totals.get("deferred", 0),
+            failed=totals.get("failed", 0),
+            skipped=totals.get("skipped", 0),
+            message=message[:2000],
+        )
+    )
+
+
+def runs(conn: Connection, issue: str | None = None, limit: int = 20) -> list[dict[str, Any]]:
+    query = select(send_runs).order_by(send_runs.c.id.desc()).limit(limit)
+    if issue is not None:
+        query = query.where(send_runs.c.issue == issue)
+    return [dict(r._mapping) for r in conn.execute(query)]

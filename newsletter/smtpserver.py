@@ -1,0 +1,67 @@
+"""A small local SMTP server (aiosmtpd) that stores what it receives in a Maildir.
+
+Used by ``newsletter demo`` so that the sample issue travels over real SMTP without leaving the
+machine. It binds to 127.0.0.1 unless told otherwise.
+"""
+
+from __future__ import annotations
+
+import mailbox
+import socket
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+from newsletter.errors import ServerError
+
+
+class MaildirHandler:
+    def __init__(self, path: Path) -> None:
+        self.box = open_maildir(path)
+        self.received = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        try:
+            self.box.add(envelope.original_content or envelope.content)
+        except OSError as exc:
+            return f"451 4.3.0 cannot store the message: {exc.strerror}"
+        self.received += 1
+        return "250 2.0.0 stored"
+
+
+def open_maildir(path: Path) -> mailbox.Maildir:
+    """A Maildir at ``path`` with its tmp/new/cur folders, whether or not ``path`` exists."""
+    for sub in ("tmp", "new", "cur"):
+        (path / sub).mkdir(parents=True, exist_ok=True)
+    return mailbox.Maildir(path, create=False)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class LocalSMTPServer:
+    """``with LocalSMTPServer(outbox) as server: ... server.port``"""
+
+    def __init__(self, outbox: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.handler = MaildirHandler(outbox)
+        self.host = host
+        self.port = port or free_port(host)
+        self._controller = Controller(self.handler, hostname=host, port=self.port)
+
+    def __enter__(self) -> LocalSMTPServer:
+        try:
+            self._controller.start()
+        except (OSError, RuntimeError) as exc:
+            raise ServerError(
+                f"cannot start the local SMTP server on {self.host}:{self.port}: {exc}",
+                host=self.host,
+                port=self.port,
+            ) from None
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._controller.stop()

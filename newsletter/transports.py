@@ -1,0 +1,199 @@
+"""Transports: where messages go. The sender talks to them only through :class:`Transport`.
+
+* :class:`SMTPTransport`: aiosmtplib, a pool of reused connections (one per concurrent worker),
+  STARTTLS or implicit TLS with certificate verification on by default, AUTH.
+* :class:`MaildirTransport`: a local Maildir outbox, the default when no SMTP host is set.
+
+``send`` returns a :class:`Delivery` (partial failure is data); it raises
+:class:`TransportError` only when sending cannot go on at all (authentication refused, TLS
+misconfigured).
+"""
+
+from __future__ import annotations
+
+import mailbox
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import aiosmtplib
+
+from newsletter.errors import NewsletterError
+
+State = Literal["sent", "deferred", "failed"]
+
+
+class TransportError(NewsletterError):
+    """Sending cannot go on: the server refuses our credentials, TLS cannot be set up..."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    state: State
+    code: int | None
+    reply: str
+    connection_error: bool = False  # no SMTP answer at all: refused, dropped, timed out
+
+
+def classify(code: int, message: str) -> Delivery:
+    reply = f"{code} {message}".strip()[:500]
+    if 200 <= code < 300:
+        return Delivery("sent", code, reply)
+    if 400 <= code < 500:
+        return Delivery("deferred", code, reply)
+    return Delivery("failed", code, reply)
+
+
+class Transport(Protocol):
+    name: str
+
+    async def open(self) -> None: ...
+
+    async def send(self, sender: str, recipient: str, message: bytes) -> Delivery: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SMTPConfig:
+    host: str
+    port: int
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    username: str = ""
+    password: str = ""
+    timeout: float = 30.0
+    verify: bool = True
+    ca_file: str = ""
+    local_hostname: str | None = None
+
+
+class SMTPTransport:
+    """Pooled aiosmtplib connections; a connection that fails is dropped and replaced."""
+
+    def __init__(self, config: SMTPConfig) -> None:
+        self.config = config
+        self.name = f"smtp://{config.host}:{config.port}"
+        self._idle: list[aiosmtplib.SMTP] = []
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if self.config.security == "none":
+            return None
+        context = ssl.create_default_context(cafile=self.config.ca_file or None)
+        if not self.config.verify:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        cfg = self.config
+        client = aiosmtplib.SMTP(
+            hostname=cfg.host,
+            port=cfg.port,
+            timeout=cfg.timeout,
+            use_tls=cfg.security == "tls",
+            start_tls=cfg.security == "starttls",
+            tls_context=self._tls_context(),
+            local_hostname=cfg.local_hostname,
+        )
+        try:
+            await client.connect()
+            if cfg.username:
+                await client.login(cfg.username, cfg.password)
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            client.close()
+            raise TransportError(
+                f"{self.name}: the server refused the login of {cfg.username!r} ({exc.code} {exc.message})"
+            ) from None
+        except aiosmtplib.SMTPException as exc:
+            client.close()
+            if isinstance(exc, aiosmtplib.SMTPResponseException) and "TLS" in exc.message.upper():
+                raise TransportError(f"{self.name}: {exc.message}") from None
+            raise
+        except ssl.SSLError as exc:
+            client.close()
+            raise TransportError(f"{self.name}: TLS failed: {exc.reason or exc}") from None
+        return client
+
+    async def open(self) -> None:
+        """Connect once up front, so that a refused login or bad TLS stops the send at once.
+
+        A server that cannot be reached is not fatal here: each send then reports a connection
+        error, and the sender pauses after too many in a row.
+        """
+        try:
+            self._idle.append(await self._connect())
+        except (TimeoutError, aiosmtplib.SMTPException, OSError):
+            return
+
+    async def send(self, sender: str, recipient: str, message: bytes) -> Delivery:
+        try:
+            client = self._idle.pop() if self._idle else await self._connect()
+        except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
+            return Delivery(
+                "deferred", None, f"connection failed: {exc}"[:500], connection_error=True
+            )
+        keep = True
+        try:
+            _errors, response = await client.sendmail(sender, [recipient], message)
+            return classify(250, response or "OK")
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refused = exc.recipients[0]
+            return classify(refused.code, refused.message)
+        except aiosmtplib.SMTPServerDisconnected as exc:
+            keep = False
+            return Delivery(
+                "deferred", None, f"connection dropped: {exc}"[:500], connection_error=True
+            )
+        except aiosmtplib.SMTPTimeoutError as exc:
+            keep = False
+            return Delivery("deferred", None, f"timed out: {exc}"[:500], connection_error=True)
+        except aiosmtplib.SMTPResponseException as exc:
+            keep = exc.code != 421
+            return classify(exc.code, exc.message)
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            keep = False
+            return Delivery(
+                "deferred", None, f"{type(exc).__name__}: {exc}"[:500], connection_error=True
+            )
+        finally:
+            if keep and client.is_connected:
+                self._idle.append(client)
+            else:
+                client.close()
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for client in idle:
+            try:
+                await client.quit()
+            except (aiosmtplib.SMTPException, OSError):
+                client.close()
+
+
+class MaildirTransport:
+    """Writes each message into a local Maildir (``new/``); never fails but on a full disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = f"maildir:{path}"
+        self._box: mailbox.Maildir | None = None
+
+    async def open(self) -> None:
+        from newsletter.smtpserver import open_maildir
+
+        self._box = open_maildir(self.path)
+
+    async def send(self, sender: str, recipient: str, message: bytes) -> Delivery:
+        if self._box is None:
+            await self.open()
+        if self._box is None:  # pragma: no cover - open() always sets it
+            raise TransportError(f"{self.path}: the outbox could not be opened")
+        try:
+            key = self._box.add(message)
+        except OSError as exc:
+            return Delivery("deferred", None, f"cannot write to {self.path}: {exc.strerror}")
+        return Delivery("sent", 250, f"250 stored as {key}")
+
+    async def close(self) -> None:
+        self._box = None

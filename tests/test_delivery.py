@@ -1,0 +1,336 @@
+"""Sending over SMTP to a real aiosmtpd server: editions, exactly once, failures, pauses."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import re
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from newsletter import audience, sendlog
+from newsletter.build import build_and_write
+from newsletter.cli_delivery import make_dkim, make_limits, make_transport
+from newsletter.compose import ComposeOptions
+from newsletter.config import Settings
+from newsletter.db import Database, send_log, subscribers
+from newsletter.delivery import Sender, SendOptions, SendSummary
+from newsletter.importer import import_csv
+from newsletter.interests import Vocabulary
+from newsletter.segments import edition_urls
+from newsletter.tokens import Purpose, Signer
+from tests.conftest import REPO, SMTPServer
+
+DAY = "2026-11-16"
+SIGNER = Signer(b"test-secret-key-0123456789abcdef")
+
+
+@pytest.fixture
+def world(
+    settings: Settings, db: Database, smtp_server: SMTPServer
+) -> tuple[Settings, Database, SMTPServer]:
+    build_and_write(settings, ComposeOptions(date(2026, 11, 16)))
+    import_csv(
+        db, REPO / "subscribers" / "weekly.csv", "weekly", Vocabulary.from_settings(settings)
+    )
+    settings.smtp.host, settings.smtp.port, settings.smtp.security = (
+        "127.0.0.1",
+        smtp_server.port,
+        "none",
+    )
+    settings.smtp.timeout, settings.smtp.backoff = 2.0, 0.05
+    return settings, db, smtp_server
+
+
+def send(
+    settings: Settings, db: Database, options: SendOptions | None = None, **limits: object
+) -> SendSummary:
+    sender = Sender(
+        settings,
+        db,
+        make_transport(settings),
+        SIGNER,
+        limits=replace(make_limits(settings), **limits),
+        dkim=make_dkim(settings),
+    )
+    return asyncio.run(sender.run(options or SendOptions(DAY, "weekly")))
+
+
+def _parse(raw: bytes) -> email.message.EmailMessage:
+    return email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[return-value]
+
+
+def _active(db: Database) -> dict[str, tuple[int, str, str]]:
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(
+                subscribers.c.id, subscribers.c.email, subscribers.c.name, subscribers.c.interests
+            ).where(subscribers.c.status == "active")
+        )
+        return {r.email: (r.id, r.name, r.interests) for r in rows}
+
+
+def test_every_subscriber_gets_their_own_edition_exactly_once(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    _, db, server = world
+    summary = send(settings, db)
+    active = _active(db)
+    assert (summary.sent, summary.skipped, summary.failed) == (
+        17,
+        1,
+        0,
+    )  # astro@: nothing this week
+    assert summary.outcome == "complete" and summary.variants == 14
+    from newsletter.build import load_issue
+
+    issue = load_issue(settings, DAY)
+    vocab = Vocabulary.from_settings(settings)
+    for address, (sid, _name, interests) in active.items():
+        got = server.handler.received(address)
+        urls = edition_urls(issue, interests, vocab)
+        if not urls:
+            assert got == []
+            continue
+        assert len(got) == 1, address
+        html = _parse(got[0]).get_body(("html",)).get_content()  # type: ignore[union-attr]
+        assert sorted(re.findall(r'<h3 class="headline"[^>]*><a href="([^"]+)"', html)) == sorted(
+            urls
+        )
+    again = send(settings, db)
+    assert (again.queued_now, again.sent) == (0, 0) and len(server.handler.messages) == 17
+
+
+def test_messages_have_the_required_structure_and_one_click_headers(
+    world, settings: Settings
+) -> None:  # type: ignore[no-untyped-def]
+    _, db, server = world
+    send(settings, db)
+    sid, name, _ = _active(db)["dilnoza@example.org"]
+    (raw,) = server.handler.received("dilnoza@example.org")
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    assert all(b < 128 for b in raw), "8-bit data on the wire"
+    msg = _parse(raw)
+    for header in (
+        "From",
+        "To",
+        "Subject",
+        "Date",
+        "Message-ID",
+        "MIME-Version",
+        "List-Id",
+        "List-Unsubscribe",
+        "List-Unsubscribe-Post",
+    ):
+        assert msg[header], header
+    assert msg["To"] == f"{name} <dilnoza@example.org>"
+    assert msg["Subject"] == "Central Asia Weekly — 16 November 2026"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    for part in parts:
+        assert part.get_content_charset() == "utf-8"
+        assert part["Content-Transfer-Encoding"] == "quoted-printable"
+    https, mailto = re.match(
+        r"<(https://[^>]+)>, <(mailto:[^>]+)>", msg["List-Unsubscribe"]
+    ).groups()  # type: ignore[union-attr]
+    token = https.rsplit("/", 1)[1]
+    assert SIGNER.read(token, Purpose.SUBSCRIBER) == sid
+    assert token in mailto
+    text, html = parts[0].get_content(), parts[1].get_content()
+    assert https in text and f'href="{https}"' in html
+    assert https.replace("/u/", "/p/") in text and https.replace("/u/", "/p/") in html
+    assert "%%" not in text + html
+    assert msg["Message-ID"] == f"<{DAY}.{sid}.{SIGNER.message_id_tag(DAY, sid)}@news.example.org>"
+
+
+def test_dkim_signature_verifies_with_dkimpy(world, settings: Settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    dkim = pytest.importorskip("dkim")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    (tmp_path / "dkim.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    import base64
+
+    record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
+    settings.dkim.domain, settings.dkim.selector = "news.example.org", "weekly"
+    settings.dkim.private_key_file = str(tmp_path / "dkim.pem")
+    _, db, server = world
+    send(settings, db)
+    assert len(server.handler.messages) == 17
+
+    def dns(name: bytes, timeout: int = 5) -> bytes:
+        assert name == b"weekly._domainkey.news.example.org."
+        return record
+
+    for _rcpt, raw, _ in server.handler.messages:
+        assert dkim.verify(raw, dnsfunc=dns), "DKIM signature does not verify"
+        signature = _parse(raw)["DKIM-Signature"]
+        signed = set(re.search(r"h=([^;]+)", signature).group(1).split(":"))  # type: ignore[union-attr]
+        assert {
+            "from",
+            "to",
+            "subject",
+            "date",
+            "message-id",
+            "list-unsubscribe",
+            "list-unsubscribe-post",
+        } <= signed
+        assert "c=relaxed/relaxed" in signature and "a=rsa-sha256" in signature
+    tampered = server.handler.messages[0][1].replace(b"Kazakhstan", b"Kazakstan", 1)
+    assert not dkim.verify(tampered, dnsfunc=dns)
+
+
+def test_crlf_in_a_name_cannot_inject_headers(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    _, db, server = world
+    with db.connect() as conn, conn.begin():
+        conn.execute(
+            update(subscribers)
+            .where(subscribers.c.email == "bakyt@example.org")
+            .values(name="Bakyt\r\nBcc: victim@example.org")
+        )
+    summary = send(settings, db)
+    assert summary.failed == 1 and summary.sent == 16
+    assert server.handler.received("bakyt@example.org") == []
+    assert not server.handler.received("victim@example.org")
+    with db.connect() as conn:
+        reply = conn.execute(
+            select(send_log.c.last_reply).where(send_log.c.state == "failed")
+        ).scalar()
+    assert "line break" in reply
+
+
+def test_non_ascii_names_are_encoded_words(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    _, db, server = world
+    send(settings, db)
+    (raw,) = server.handler.received("zarina@example.org")
+    assert b"To: Zarina Rahimova <zarina@example.org>" in raw
+    from newsletter.message import address_header
+
+    encoded = address_header("Зарина Рахимова", "zarina@example.org")
+    assert encoded.isascii() and "=?utf-8?" in encoded
+    assert _parse(f"To: {encoded}\r\n\r\n".encode())["To"] == "Зарина Рахимова <zarina@example.org>"
+
+
+def test_4xx_is_retried_with_backoff_then_left_deferred(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    _, db, server = world
+    server.handler.rules = {"bakyt@example.org": "450", "lena@example.org": "450-once"}
+    summary = send(settings, db, retries=3)
+    assert summary.sent == 16 and summary.deferred == 1
+    assert len(server.handler.received("lena@example.org")) == 1  # second try went through
+    with db.connect() as conn:
+        row = conn.execute(
+            select(send_log)
+            .join(subscribers, subscribers.c.id == send_log.c.subscriber_id)
+            .where(subscribers.c.email == "bakyt@example.org")
+        ).one()
+    assert (row.state, row.attempts, row.last_code) == ("deferred", 3, 450)
+    assert summary.outcome == "incomplete"
+    server.handler.rules = {}
+    later = send(settings, db)
+    assert later.sent == 1 and later.outcome == "complete"
+    assert len(server.handler.received("bakyt@example.org")) == 1
+
+
+def test_5xx_fails_and_repeated_hard_bounces_mark_the_subscriber_bounced(
+    world, settings: Settings
+) -> None:  # type: ignore[no-untyped-def]
+    _, db, server = world
+    server.handler.rules = {"oliver@example.org": "550"}
+    summary = send(settings, db, bounce_limit=1)
+    assert summary.failed == 1 and summary.bounced == 1 and summary.outcome == "failures"
+    with db.connect() as conn:
+        assert audience.get(conn, "oliver@example.org").status == "bounced"
+        assert sendlog.failures(conn, DAY)[0]["last_reply"].startswith("550 5.1.1")
+
+
+def test_timeouts_and_dropped_connections_are_deferred_not_lost(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    _, db, server = world
+    settings.smtp.timeout = 0.5
+    server.handler.slow_seconds = 1.5
+    server.handler.rules = {"priya@example.org": "slow", "yuki@example.org": "drop"}
+    summary = send(settings, db, retries=2)
+    assert summary.deferred == 2 and summary.sent == 15
+    with db.connect() as conn:
+        replies = {f["email"]: f["last_reply"] for f in sendlog.failures(conn, DAY)}
+    assert "timed out" in replies["priya@example.org"].lower()
+    assert "yuki@example.org" in replies
+    server.handler.rules = {}
+    settings.smtp.timeout = 5
+    assert send(settings, db).sent == 2
+    assert len(server.handler.received("yuki@example.org")) == 1
+
+
+def test_server_down_pauses_and_a_later_run_resumes(
+    world, settings: Settings, closed_port: int
+) -> None:  # type: ignore[no-untyped-def]
+    _, db, server = world
+    real_port = settings.smtp.port
+    settings.smtp.port = closed_port
+    summary = send(settings, db, pause_after_errors=3, retries=5)
+    assert summary.outcome == "paused" and "connection failures in a row" in (summary.paused or "")
+    assert summary.sent == 0 and summary.remaining == 17
+    settings.smtp.port = real_port
+    resumed = send(settings, db)
+    assert resumed.sent == 17 and resumed.outcome == "complete"
+
+
+def test_unsubscribe_during_a_send_stops_mail_from_that_moment(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    _, db, server = world
+    first = send(settings, db, SendOptions(DAY, "weekly", limit=5))
+    assert first.sent == 5 and first.outcome == "incomplete"
+    with db.connect() as conn, conn.begin():
+        pending = (
+            conn.execute(
+                select(subscribers.c.email)
+                .join(send_log, send_log.c.subscriber_id == subscribers.c.id)
+                .where(send_log.c.state == "queued")
+                .order_by(send_log.c.id)
+            )
+            .scalars()
+            .all()
+        )
+        audience.unsubscribe(conn, pending[0])
+    rest = send(settings, db)
+    assert server.handler.received(pending[0]) == []
+    assert rest.sent == 11 and rest.skipped >= 1
+
+
+def test_rate_limit_spaces_messages(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    _, db, server = world
+    send(settings, db, rate_per_second=20.0)
+    stamps = sorted(t for _, _, t in server.handler.messages)
+    assert len(stamps) == 17
+    assert stamps[-1] - stamps[0] >= (17 - 1) / 20 * 0.9
+
+
+def test_dry_run_sends_nothing_and_to_sends_one_copy_per_variant(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    _, db, server = world
+    dry = send(settings, db, SendOptions(DAY, "weekly", dry_run=True))
+    assert dry.queued_now == 17 and dry.variants == 14 and server.handler.messages == []
+    test = send(settings, db, SendOptions(DAY, "weekly", to="editor@example.org"))
+    assert test.test_copies == 14 and len(server.handler.received("editor@example.org")) == 14
+    with db.connect() as conn:
+        assert sum(sendlog.counts(conn, DAY).values()) == 0
+
+
+def test_without_an_smtp_host_messages_go_to_the_maildir_outbox(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    _, db, _ = world
+    settings.smtp.host = ""
+    summary = send(settings, db)
+    assert summary.sent == 17 and summary.transport.startswith("maildir:")
+    assert len(list((settings.path("outbox") / "new").iterdir())) == 17
