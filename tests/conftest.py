@@ -233,11 +233,11 @@ class RecordingHandler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
         rule = self.rules.get(address.lower())
         if rule == "550":
-            return "550 5.1.1 <%s>: no such user" % address
+            return f"550 5.1.1 <{address}>: no such user"
         if rule in ("450", "450-once"):
             if rule == "450-once":
                 self.rules.pop(address.lower())
-            return "450 4.2.0 <%s>: mailbox busy, try later" % address
+            return f"450 4.2.0 <{address}>: mailbox busy, try later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

@@ -89,7 +89,7 @@ def test_every_subscriber_gets_their_own_edition_exactly_once(world, settings: S
 
     issue = load_issue(settings, DAY)
     vocab = Vocabulary.from_settings(settings)
-    for address, (sid, _name, interests) in active.items():
+    for address, (_sid, _name, interests) in active.items():
         got = server.handler.received(address)
         urls = edition_urls(issue, interests, vocab)
         if not urls:
@@ -278,7 +278,7 @@ def test_timeouts_and_dropped_connections_are_deferred_not_lost(world, settings:
 def test_server_down_pauses_and_a_later_run_resumes(
     world, settings: Settings, closed_port: int
 ) -> None:  # type: ignore[no-untyped-def]
-    _, db, server = world
+    _, db, _server = world
     real_port = settings.smtp.port
     settings.smtp.port = closed_port
     summary = send(settings, db, pause_after_errors=3, retries=5)
