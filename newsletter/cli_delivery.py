@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 from datetime import date
@@ -124,10 +125,8 @@ def run_send(
     async def main() -> Any:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            try:
+            with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
                 loop.add_signal_handler(sig, sender.request_stop)
-            except (NotImplementedError, RuntimeError):  # not the main thread
-                pass
         return await sender.run(options)
 
     with progress:
