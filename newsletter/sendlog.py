@@ -33,6 +33,20 @@ def owner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _alive(owner: str) -> bool:
+    """False only when the owner is a process of this host that no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _dialect_insert(conn: Connection, table: Any) -> Any:
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects import postgresql
@@ -57,10 +71,11 @@ def acquire_lock(conn: Connection, name: str, owner: str) -> None:
     if result.rowcount == 1:
         return
     row = conn.execute(select(locks).where(locks.c.name == name)).one()
-    if row.owner != owner and stamp - row.heartbeat_at < LOCK_STALE:
+    if row.owner != owner and stamp - row.heartbeat_at < LOCK_STALE and _alive(row.owner):
         raise SendLockedError(
             f"{name} is held by {row.owner} since {row.acquired_at:%Y-%m-%d %H:%M:%S} UTC "
-            f"(still running); wait for it to finish"
+            f"(still running); wait for it to finish "
+            f"(a crashed holder on another host is taken over {LOCK_STALE.seconds} s after its last beat)"
         )
     conn.execute(
         update(locks)

@@ -48,6 +48,7 @@ def workspace(tmp_path: Path) -> Path:
     shutil.copy(REPO / "newsletter.toml", ws / "newsletter.toml")
     shutil.copytree(REPO / "sources", ws / "sources")
     shutil.copytree(REPO / "templates", ws / "templates")
+    shutil.copytree(REPO / "subscribers", ws / "subscribers")
     (ws / "issues").mkdir()
     return ws
 
