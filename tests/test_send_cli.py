@@ -173,7 +173,7 @@ def test_sigterm_stops_cleanly_and_leaves_the_rest_queued(
     while len(smtp_server.handler.messages) < 50 and time.monotonic() < deadline:
         time.sleep(0.01)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=30)
+    _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 6 and "stopped" in err
     sent_now = len(smtp_server.handler.messages)
     status = cli("status", SAMPLE_DATE, env=_smtp_env(smtp_server))

@@ -89,7 +89,7 @@ def test_starttls_with_auth_and_the_test_ca(starttls_server: SMTPServer, ca_file
 
 
 def test_certificates_are_verified_by_default(starttls_server: SMTPServer) -> None:
-    with pytest.raises(TransportError, match="(?i)certificate|tls"):
+    with pytest.raises(TransportError, match=r"(?i)certificate|tls"):
         _send(SMTPConfig("127.0.0.1", starttls_server.port, "starttls", "news", "s3cret"))
     assert starttls_server.handler.messages == []
 
