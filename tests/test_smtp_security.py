@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from newsletter.transports import SMTPConfig, SMTPTransport, TransportError
-from tests.conftest import RecordingHandler, SMTPServer, start_smtp
+from tests.conftest import RecordingHandler, SMTPServer, start_smtp, stop_smtp
 
 trustme = pytest.importorskip("trustme")
 
@@ -50,7 +50,7 @@ def _serve(**kwargs: object) -> Iterator[SMTPServer]:
     try:
         yield server
     finally:
-        controller.stop()
+        stop_smtp(controller)
 
 
 @pytest.fixture
