@@ -17,6 +17,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -28,6 +29,7 @@ from newsletter.db import Database, now
 from newsletter.interests import Vocabulary
 from newsletter.message import (
     DKIMSigner,
+    Draft,
     HeaderInjectionError,
     MessageTemplate,
     Recipient,
@@ -314,7 +316,10 @@ class Sender:
         total: int,
     ) -> None:
         limits = self.limits
-        queue: asyncio.Queue[tuple[sendlog.Claimed, str, bytes] | None] = asyncio.Queue(
+        loop = asyncio.get_running_loop()
+        dkim = self.dkim
+        signing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dkim")
+        queue: asyncio.Queue[tuple[sendlog.Claimed, str, Draft] | None] = asyncio.Queue(
             maxsize=limits.batch
         )
         outcomes: list[sendlog.Outcome] = []
@@ -364,12 +369,17 @@ class Sender:
 
         async def worker() -> None:
             while (job := await queue.get()) is not None:
-                row, vid, data = job
+                row, vid, draft = job
                 try:
                     if pause or self.stop_requested:
                         give_back(row)
                         continue
                     await limiter.wait()
+                    if draft.to_sign and dkim is not None:  # the RSA signature runs in a thread
+                        signature = await loop.run_in_executor(signing, dkim.sign, draft.to_sign)
+                        data = draft.finish(signature)
+                    else:
+                        data = draft.finish(None)
                     try:
                         delivery = await self.transport.send(sender_address, row.email, data)
                     except TransportError as exc:
@@ -399,7 +409,7 @@ class Sender:
                 await asyncio.sleep(0.005)
             flush()
 
-        def prepare(row: sendlog.Claimed) -> tuple[str, bytes] | None:
+        def prepare(row: sendlog.Claimed) -> tuple[str, Draft] | None:
             if row.status != "active":
                 reason = f"subscriber is {row.status}"
             else:
@@ -408,7 +418,7 @@ class Sender:
                     reason = "nothing in this issue matches their interests"
                 else:
                     try:
-                        return vid, template.personalise(
+                        return vid, template.draft(
                             Recipient(row.subscriber_id, row.email, row.name), now()
                         )
                     except (HeaderInjectionError, ValueError) as exc:
@@ -463,6 +473,7 @@ class Sender:
             await asyncio.gather(*workers)
             flush()
             await self.transport.close()
+            signing.shutdown(wait=True)
             summary.stopped = self.stop_requested
         if pause:
             raise TransportError(

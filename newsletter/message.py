@@ -100,7 +100,11 @@ _LITERAL = frozenset(range(33, 127)) - {ord("=")}
 
 
 def qp_encode(text: str, slots: tuple[str, ...] = ()) -> bytes:
-    """Quoted-printable (RFC 2045), CRLF line ends, lines <= 76 octets; ``slots`` never split."""
+    """Quoted-printable (RFC 2045), CRLF line ends, lines <= 76 octets; ``slots`` never split.
+
+    A "." that would start a line is written as ``=2E``, so the body never needs SMTP
+    dot-stuffing (the transport can send it as it is).
+    """
     pattern = re.compile("|".join(re.escape(s) for s in slots)) if slots else None
     out: list[str] = []
     for line in text.split("\n"):
@@ -120,6 +124,8 @@ def qp_encode(text: str, slots: tuple[str, ...] = ()) -> bytes:
                 if len(current) + len(token) > 75:
                     out.append(current + "=")
                     current = ""
+                if not current and token == ".":
+                    token = "=2E"  # no line starts with ".": SMTP needs no dot-stuffing
                 current += token
         if current.endswith((" ", "\t")):
             current = current[:-1] + ("=20" if current[-1] == " " else "=09")
@@ -181,7 +187,10 @@ class DKIMSigner:
         self._key = key
         self._padding, self._hash = padding.PKCS1v15(), hashes.SHA256()
 
-    def signature(self, headers: list[tuple[str, str]], canon_body: bytes, timestamp: int) -> str:
+    def prepare(
+        self, headers: list[tuple[str, str]], canon_body: bytes, timestamp: int
+    ) -> tuple[str, bytes]:
+        """(the DKIM-Signature value without b=, the bytes to sign): cheap, done inline."""
         names = [n for n, _ in headers if n.lower() in SIGNED_HEADERS]
         bh = base64.b64encode(hashlib.sha256(canon_body).digest()).decode()
         value = (
@@ -192,8 +201,16 @@ class DKIMSigner:
         data = b"".join(
             canonical_header(n, v) + CRLF for n, v in headers if n.lower() in wanted
         ) + canonical_header("DKIM-Signature", value)
-        signature = self._key.sign(data, self._padding, self._hash)
-        return value + base64.b64encode(signature).decode()
+        return value, data
+
+    def sign(self, data: bytes) -> str:
+        """The RSA signature (base64): the costly part; cryptography releases the GIL here,
+        so the sender runs it in a thread beside the event loop."""
+        return base64.b64encode(self._key.sign(data, self._padding, self._hash)).decode()
+
+    def signature(self, headers: list[tuple[str, str]], canon_body: bytes, timestamp: int) -> str:
+        value, data = self.prepare(headers, canon_body, timestamp)
+        return value + self.sign(data)
 
 
 # -- per-variant template ------------------------------------------------------------------------
@@ -285,6 +302,11 @@ class MessageTemplate:
 
     def personalise(self, recipient: Recipient, when: datetime) -> bytes:
         """The complete message for one recipient, CRLF line ends, ready for SMTP."""
+        draft = self.draft(recipient, when)
+        return draft.finish(self.dkim.sign(draft.to_sign) if self.dkim and draft.to_sign else None)
+
+    def draft(self, recipient: Recipient, when: datetime) -> Draft:
+        """Everything but the DKIM signature itself (see :meth:`DKIMSigner.sign`)."""
         token, unsub, prefs = self.urls(recipient.subscriber_id)
         swap = (
             (self._unsub_slot.encode(), unsub.encode()),
@@ -307,14 +329,30 @@ class MessageTemplate:
             ),
             *self.static_headers[2:],
         ]
-        if self.dkim is not None:
-            canon = self._canon_body
-            for old, new in swap:
-                canon = canon.replace(old, new)
-            signature = self.dkim.signature(headers, canon, int(when.timestamp()))
-            headers.insert(0, ("DKIM-Signature", signature))
         head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("utf-8")
-        return head + CRLF + body
+        if self.dkim is None:
+            return Draft(head, body)
+        canon = self._canon_body
+        for old, new in swap:
+            canon = canon.replace(old, new)
+        value, data = self.dkim.prepare(headers, canon, int(when.timestamp()))
+        return Draft(head, body, value, data)
+
+
+@dataclass(frozen=True)
+class Draft:
+    """A personalised message waiting for its DKIM signature (if any)."""
+
+    head: bytes
+    body: bytes
+    dkim_value: str = ""
+    to_sign: bytes = b""
+
+    def finish(self, signature: str | None) -> bytes:
+        if signature is None:
+            return self.head + CRLF + self.body
+        dkim = f"DKIM-Signature: {self.dkim_value}{signature}\r\n".encode("ascii")
+        return dkim + self.head + CRLF + self.body
 
 
 def describe(message: bytes) -> dict[str, Any]:

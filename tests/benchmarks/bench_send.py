@@ -90,8 +90,9 @@ def bench_smtplib(port: int, count: int) -> float:
 def make_workspace(root: Path, n: int, key_file: Path | None) -> Path:
     ws = root / f"ws-{n}-{'dkim' if key_file else 'plain'}"
     ws.mkdir()
-    for name in ("newsletter.toml",):
-        shutil.copy(REPO / name, ws / name)
+    # The Markdown articles alone make editions of about 20 KB, the size the goal is stated for.
+    config = (REPO / "newsletter.toml").read_text().replace('feeds = ["sources/feed.xml"]', "feeds = []")
+    (ws / "newsletter.toml").write_text(config)
     for folder in ("sources", "templates"):
         shutil.copytree(REPO / folder, ws / folder)
     rng = random.Random(7)
