@@ -91,7 +91,9 @@ def make_workspace(root: Path, n: int, key_file: Path | None) -> Path:
     ws = root / f"ws-{n}-{'dkim' if key_file else 'plain'}"
     ws.mkdir()
     # The Markdown articles alone make editions of about 20 KB, the size the goal is stated for.
-    config = (REPO / "newsletter.toml").read_text().replace('feeds = ["sources/feed.xml"]', "feeds = []")
+    config = (
+        (REPO / "newsletter.toml").read_text().replace('feeds = ["sources/feed.xml"]', "feeds = []")
+    )
     (ws / "newsletter.toml").write_text(config)
     for folder in ("sources", "templates"):
         shutil.copytree(REPO / folder, ws / folder)
