@@ -65,9 +65,13 @@ def config_command(
         return
     out.print(f"# effective settings from {data.pop('config_file')}", markup=False)
     for section, values in data.items():
-        out.print(f"\n[{section}]", markup=False)
-        for key, value in values.items():
-            out.print(f"{key} = {json.dumps(value, ensure_ascii=False)}", markup=False)
+        tables = values if isinstance(values, list) else [values]
+        for table in tables:
+            out.print(
+                f"\n[[{section}]]" if isinstance(values, list) else f"\n[{section}]", markup=False
+            )
+            for key, value in table.items():
+                out.print(f"{key} = {json.dumps(value, ensure_ascii=False)}", markup=False)
 
 
 @app.command("build")
@@ -202,10 +206,11 @@ def preview_command(
         server.stop()
 
 
-from newsletter import cli_audience, cli_delivery  # noqa: E402  (they register their commands)
+from newsletter import cli_audience, cli_delivery, cli_schedule  # noqa: E402  (they register)
 
 cli_audience.register(app)
 cli_delivery.register(app)
+cli_schedule.register(app)
 
 
 def _preview_audience(st: State, list_name: str | None) -> tuple[Database | None, str | None]:

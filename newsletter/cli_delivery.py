@@ -237,13 +237,21 @@ def status_command(
     Example: newsletter status 2026-11-16
     """
     from newsletter import sendlog
+    from newsletter.scheduler import runs_for_issue
 
     with state(ctx).database.connect() as conn:
         counts = sendlog.counts(conn, issue)
         failures = sendlog.failures(conn, issue)
         runs = sendlog.runs(conn, issue)
+    scheduled = runs_for_issue(state(ctx).database, issue)
     if as_json:
-        payload = {"issue": issue, "counts": counts, "failures": failures, "runs": runs}
+        payload = {
+            "issue": issue,
+            "counts": counts,
+            "failures": failures,
+            "runs": runs,
+            "schedule_runs": scheduled,
+        }
         out.print(json.dumps(payload, indent=2, default=str), markup=False)
         return
     out.print(f"{issue}: " + ", ".join(f"{n} {s}" for s, n in counts.items()), markup=False)
@@ -258,6 +266,11 @@ def status_command(
             f"  run {r['id']} ({r['origin']}, {r['list_name']}) {r['started_at']:%Y-%m-%d %H:%M:%S} → {end}: "
             f"{r['outcome']}, {r['sent']} sent, {r['deferred']} deferred, {r['failed']} failed, "
             f"{r['skipped']} skipped {r['message']}".rstrip(),
+            markup=False,
+        )
+    for r in scheduled:
+        out.print(
+            f"  schedule {r['schedule']} {r['started_at']:%Y-%m-%d %H:%M:%S}: {r['outcome']} {r['detail']}",
             markup=False,
         )
 

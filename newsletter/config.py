@@ -251,6 +251,23 @@ class SMTPSettings(Section):
     outbox: str = "outbox"
 
 
+class ScheduleSettings(Section):
+    """One ``[[schedules]]`` entry: when to build (and send) an issue, to which lists."""
+
+    name: str = Field(min_length=1, max_length=60, pattern=r"^[A-Za-z0-9_.-]+$")
+    cron: str = Field(min_length=1)
+    lists: list[str] = Field(default_factory=list)
+    build_only: bool = False
+    skip_if_no_new_articles: bool = True
+    notify: str = ""
+
+
+class SchedulerSettings(Section):
+    """How the scheduler treats runs it missed while it was down."""
+
+    misfire_grace_time: int = Field(default=12 * 3600, ge=1)
+
+
 class DKIMSettings(Section):
     """Optional DKIM signing (rsa-sha256, relaxed/relaxed)."""
 
@@ -280,6 +297,8 @@ class Settings(BaseSettings):
     sender: SenderSettings = Field(default_factory=SenderSettings)
     smtp: SMTPSettings = Field(default_factory=SMTPSettings)
     dkim: DKIMSettings = Field(default_factory=DKIMSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    schedules: list[ScheduleSettings] = Field(default_factory=list)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @model_validator(mode="after")
@@ -306,6 +325,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "DKIM needs all three of dkim.domain, dkim.selector and dkim.private_key_file"
             )
+        names = [schedule.name for schedule in self.schedules]
+        for name in names:
+            if names.count(name) > 1:
+                raise ValueError(f"two schedules are named {name!r}")
+        for schedule in self.schedules:
+            if not schedule.lists and not schedule.build_only:
+                raise ValueError(
+                    f"schedule {schedule.name!r} sends to no list: set lists or build_only = true"
+                )
         sender_domain = self.sender.from_address.rpartition("@")[2].lower()
         if dkim.domain and not (
             sender_domain == dkim.domain.lower()
@@ -451,6 +479,8 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
             return {name: walk(getattr(value, name)) for name in type(value).model_fields}
         if isinstance(value, dict):
             return {k: walk(v) for k, v in value.items()}
+        if isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            return [walk(v) for v in value]
         if isinstance(value, list):
             return [walk(v) for v in value]
         return value

@@ -167,6 +167,22 @@ send_runs = Table(
     Index("ix_send_runs_issue", "issue"),
 )
 
+schedule_runs = Table(
+    "schedule_runs",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("schedule", String(60), nullable=False),
+    Column("issue", String(32), nullable=False),
+    Column("started_at", UTCDateTime, nullable=False),
+    Column("finished_at", UTCDateTime, nullable=True),
+    Column("outcome", String(20), nullable=False),
+    Column("sent", Integer, nullable=False, default=0),
+    Column("failed", Integer, nullable=False, default=0),
+    Column("skipped", Integer, nullable=False, default=0),
+    Column("detail", Text, nullable=False, default=""),
+    Index("ix_schedule_runs_schedule", "schedule"),
+)
+
 locks = Table(
     "locks",
     metadata,
@@ -300,6 +316,7 @@ __all__ = [
     "memberships",
     "metadata",
     "now",
+    "schedule_runs",
     "send_log",
     "send_runs",
     "subscribers",

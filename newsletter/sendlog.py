@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,12 +31,13 @@ class SendLockedError(NewsletterError):
 
 
 def owner_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid/nonce``: unique for every sender or scheduler, even within one process."""
+    return f"{socket.gethostname()}:{os.getpid()}/{uuid.uuid4().hex[:8]}"
 
 
 def _alive(owner: str) -> bool:
     """False only when the owner is a process of this host that no longer exists."""
-    host, _, pid = owner.rpartition(":")
+    host, _, pid = owner.partition("/")[0].rpartition(":")
     if host != socket.gethostname() or not pid.isdigit():
         return True
     try:
