@@ -271,7 +271,7 @@ def _with_schedule(workspace: Path, cron: str, lists: str = '["weekly"]') -> Non
 def test_bad_schedules_fail_at_start_naming_the_schedule(
     sched, workspace: Path, tmp_path: Path, cron: str, lists: str, expected: str
 ) -> None:  # type: ignore[no-untyped-def]
-    make, server = sched
+    _make, server = sched
     _with_schedule(workspace, cron, lists)
     proc = subprocess.run(
         [sys.executable, "-m", "newsletter", "schedule", "run"],
@@ -287,7 +287,7 @@ def test_bad_schedules_fail_at_start_naming_the_schedule(
 def test_schedule_run_stops_cleanly_on_sigterm_and_show_reports(
     sched, workspace: Path, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    make, server = sched
+    _make, server = sched
     _with_schedule(workspace, "*/2 * * * * *")
     env = _cli_env(f"sqlite:///{tmp_path / 'sched.db'}", server.port)
     proc = subprocess.Popen(
