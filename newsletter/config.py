@@ -268,6 +268,16 @@ class SchedulerSettings(Section):
     misfire_grace_time: int = Field(default=12 * 3600, ge=1)
 
 
+class WebSettings(Section):
+    """``newsletter serve``: the subscriber pages."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    subscribe_list: str = "weekly"
+    subscribe_rate: int = Field(default=5, ge=1, description="sign-ups per address and 10 minutes")
+    forwarded_allow_ips: str = "127.0.0.1"
+
+
 class DKIMSettings(Section):
     """Optional DKIM signing (rsa-sha256, relaxed/relaxed)."""
 
@@ -298,6 +308,7 @@ class Settings(BaseSettings):
     smtp: SMTPSettings = Field(default_factory=SMTPSettings)
     dkim: DKIMSettings = Field(default_factory=DKIMSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     schedules: list[ScheduleSettings] = Field(default_factory=list)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
 

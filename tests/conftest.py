@@ -302,3 +302,34 @@ def smtp_server() -> Iterator[SMTPServer]:
         yield server
     finally:
         stop_smtp(controller)
+
+
+# -- a real headless Chromium (Debian's chromium package, driven by Playwright) ----------------
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[object]:
+    if CHROMIUM is None:
+        pytest.skip(
+            "Debian's chromium is not installed (apt-get install chromium); .ci/run installs it"
+        )
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="playwright (pip) drives the browser"
+    )
+    with sync_api.sync_playwright() as p:
+        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield instance
+        finally:
+            instance.close()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -15,16 +14,6 @@ from newsletter.config import Settings
 from newsletter.errors import ServerError
 from newsletter.preview import PreviewServer
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 DAY = date(2026, 11, 16)
 
 
@@ -36,23 +25,6 @@ def preview(settings: Settings) -> Iterator[PreviewServer]:
         yield server
     finally:
         server.stop()
-
-
-@pytest.fixture
-def browser() -> Iterator[object]:
-    if CHROMIUM is None:
-        pytest.skip(
-            "Debian's chromium is not installed (apt-get install chromium); .ci/run installs it"
-        )
-    sync_api = pytest.importorskip(
-        "playwright.sync_api", reason="playwright (pip) drives the browser"
-    )
-    with sync_api.sync_playwright() as p:
-        instance = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield instance
-        finally:
-            instance.close()
 
 
 def test_preview_serves_every_part_without_writing_the_issue(
