@@ -146,6 +146,7 @@ send_log = Table(
     Column("claimed_at", UTCDateTime, nullable=True),
     UniqueConstraint("issue", "subscriber_id", name="uq_send_log_issue"),
     Index("ix_send_log_claim", "issue", "state", "next_attempt_at"),
+    Index("ix_send_log_queue", "issue", "state", "id"),
     Index("ix_send_log_sent_at", "sent_at"),
 )
 
