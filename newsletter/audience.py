@@ -272,7 +272,7 @@ EXPORT_COLUMNS = ["email", "name", "interests", "status"]
 
 def export(conn: Connection, list_name: str, out: IO[str]) -> int:
     """Write the list as CSV that ``subscribers import`` reads back to the same state."""
-    lid = list_id(conn, list_name)
+    list_id(conn, list_name)  # an unknown list is an error, not an empty file
     keys: set[str] = set()
     for sub in query(conn, list_name=list_name):
         keys.update(sub.attributes)
@@ -287,5 +287,4 @@ def export(conn: Connection, list_name: str, out: IO[str]) -> int:
             values.append(value if isinstance(value, str) else json.dumps(value))
         writer.writerow(values)
         count += 1
-    del lid
     return count
