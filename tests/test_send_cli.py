@@ -113,26 +113,37 @@ def test_secrets_never_appear_in_output(cli, smtp_server: SMTPServer) -> None:  
         assert "cli-test-secret" not in result.stdout + result.stderr
 
 
-def test_killed_send_resumes_without_loss(cli, workspace: Path, smtp_server: SMTPServer) -> None:  # type: ignore[no-untyped-def]
+def _slow_send_of_many(
+    cli, workspace: Path, server: SMTPServer, count: int, until: int, pipe: bool
+):  # type: ignore[no-untyped-def]
+    """Build, import ``count`` readers, start `newsletter send` in a subprocess against a
+    server slowed to 10 ms a message, and return it once ``until`` messages have arrived."""
     assert cli("build", "--date", SAMPLE_DATE).code == 0
     people = workspace / "many.csv"
     people.write_text(
-        "email,name\n" + "".join(f"reader{i:04d}@example.org,Reader {i}\n" for i in range(400))
+        "email,name\n" + "".join(f"reader{i:04d}@example.org,Reader {i}\n" for i in range(count))
     )
     assert cli("subscribers", "import", str(people), "--list", "weekly").code == 0
-    smtp_server.handler.data_delay = 0.01
+    server.handler.data_delay = 0.01
     env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env.update(_smtp_env(smtp_server, NEWSLETTER_SMTP__CONCURRENCY="2"))
+    env.update(_smtp_env(server, NEWSLETTER_SMTP__CONCURRENCY="2"))
+    output = subprocess.PIPE if pipe else subprocess.DEVNULL
     proc = subprocess.Popen(
         [sys.executable, "-m", "newsletter", "send", SAMPLE_DATE, "--list", "weekly"],
         cwd=workspace,
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=output,
+        text=True,
     )
     deadline = time.monotonic() + 60
-    while len(smtp_server.handler.messages) < 120 and time.monotonic() < deadline:
+    while len(server.handler.messages) < until and time.monotonic() < deadline:
         time.sleep(0.01)
+    return proc
+
+
+def test_killed_send_resumes_without_loss(cli, workspace: Path, smtp_server: SMTPServer) -> None:  # type: ignore[no-untyped-def]
+    proc = _slow_send_of_many(cli, workspace, smtp_server, 400, until=120, pipe=False)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
     before = len(smtp_server.handler.messages)
@@ -154,24 +165,7 @@ def test_killed_send_resumes_without_loss(cli, workspace: Path, smtp_server: SMT
 def test_sigterm_stops_cleanly_and_leaves_the_rest_queued(
     cli, workspace: Path, smtp_server: SMTPServer
 ) -> None:  # type: ignore[no-untyped-def]
-    assert cli("build", "--date", SAMPLE_DATE).code == 0
-    people = workspace / "many.csv"
-    people.write_text("email\n" + "".join(f"r{i:04d}@example.org\n" for i in range(300)))
-    assert cli("subscribers", "import", str(people), "--list", "weekly").code == 0
-    smtp_server.handler.data_delay = 0.01
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
-    env.update(_smtp_env(smtp_server, NEWSLETTER_SMTP__CONCURRENCY="2"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "newsletter", "send", SAMPLE_DATE, "--list", "weekly"],
-        cwd=workspace,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 60
-    while len(smtp_server.handler.messages) < 50 and time.monotonic() < deadline:
-        time.sleep(0.01)
+    proc = _slow_send_of_many(cli, workspace, smtp_server, 300, until=50, pipe=True)
     proc.send_signal(signal.SIGTERM)
     _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 6 and "stopped" in err
