@@ -64,6 +64,7 @@ def make_transport(settings: Settings) -> Any:
             username=smtp.username,
             password=smtp.password.get_secret_value(),
             timeout=smtp.timeout,
+            pipelining=smtp.pipelining,
             verify=smtp.verify,
             ca_file=str(settings.path(smtp.ca_file)) if smtp.ca_file else "",
         )

@@ -241,6 +241,7 @@ class SMTPSettings(Section):
     verify: bool = True
     ca_file: str = ""
     timeout: float = Field(default=30.0, gt=0, le=600)
+    pipelining: bool = True
     concurrency: int = Field(default=4, ge=1, le=200)
     rate_per_second: float = Field(default=0.0, ge=0)
     rate_per_hour: int = Field(default=0, ge=0)

@@ -198,6 +198,29 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+class DriverSQL:
+    """The send loop's few hot statements, run through the driver directly.
+
+    SQLAlchemy's per-row parameter processing cost more than SQLite's own work on the send log
+    (measured: 38 us a row for an outcome against 16 us). Statements are written once with ``?``
+    placeholders, in SQL that SQLite and PostgreSQL both accept; datetimes go through
+    :class:`UTCDateTime`'s own bind processing, so they are stored exactly as elsewhere.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        self.dialect = conn.dialect
+        self._positional = conn.dialect.paramstyle == "qmark"
+        self._datetime = UTCDateTime().bind_processor(conn.dialect)
+
+    def sql(self, statement: str) -> str:
+        return statement if self._positional else statement.replace("?", "%s")
+
+    def datetime(self, value: datetime | None) -> Any:
+        if value is None or self._datetime is None:
+            return value
+        return self._datetime(value)
+
+
 def resolve_url(url: str, workspace: Path) -> str:
     """Make a relative SQLite path absolute against the workspace."""
     try:

@@ -181,7 +181,7 @@ class Sender:
         self.stop_requested = False
         self.owner = sendlog.owner_name()
         self._templates: dict[str, MessageTemplate | None] = {}
-        self._urls: dict[str, tuple[str, ...]] = {}
+        self._variants: dict[str, tuple[str, MessageTemplate | None]] = {}  # by interests
         self._issue: Issue | None = None
 
     def request_stop(self) -> None:
@@ -190,9 +190,10 @@ class Sender:
 
     # -- variants
     def _template(self, issue: Issue, interests: str) -> tuple[str, MessageTemplate | None]:
-        urls = self._urls.get(interests)
-        if urls is None:
-            urls = self._urls[interests] = edition_urls(issue, interests, self.vocabulary)
+        known = self._variants.get(interests)
+        if known is not None:
+            return known
+        urls = edition_urls(issue, interests, self.vocabulary)
         vid = variant_id(urls) if urls else ""
         if vid and vid not in self._templates:
             rendered = render_issue(edition(issue, urls), render_options(self.settings))
@@ -204,7 +205,8 @@ class Sender:
                 self.signer,
                 self.dkim,
             )
-        return vid, self._templates.get(vid)
+        known = self._variants[interests] = (vid, self._templates.get(vid))
+        return known
 
     # -- entry point
     async def run(self, options: SendOptions) -> SendSummary:

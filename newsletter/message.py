@@ -78,7 +78,14 @@ def encode_header(value: str) -> str:
         return Header(value, "utf-8").encode(maxlinelen=76).replace("\n", "\r\n")
 
 
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]+")
+
+
 def address_header(name: str, email: str) -> str:
+    if _PLAIN_NAME.fullmatch(name) and _PLAIN_ADDRESS.fullmatch(email):
+        # The common case, as formataddr would write it (no quoting, no encoding needed).
+        return f"{name} <{email}>" if name.strip() else email
     check_header("address", name)
     check_header("address", email)
     domain = email.rpartition("@")[2]
@@ -145,6 +152,29 @@ def _qp_tokens(text: str) -> list[str]:
         else:
             tokens.extend(f"={b:02X}" for b in ch.encode("utf-8"))
     return tokens
+
+
+def _split_slots(body: bytes, slots: tuple[str, ...]) -> tuple[list[bytes], list[int]]:
+    """``body`` cut at every slot: the pieces between them, and which slot each cut was."""
+    pattern = re.compile(b"|".join(re.escape(slot.encode()) for slot in slots))
+    index = {slot.encode(): i for i, slot in enumerate(slots)}
+    pieces: list[bytes] = []
+    order: list[int] = []
+    pos = 0
+    for m in pattern.finditer(body):
+        pieces.append(body[pos : m.start()])
+        order.append(index[m.group(0)])
+        pos = m.end()
+    pieces.append(body[pos:])
+    return pieces, order
+
+
+def _fill(pieces: list[bytes], order: list[int], values: tuple[bytes, ...]) -> bytes:
+    joined = [pieces[0]]
+    for i, slot in enumerate(order, 1):
+        joined.append(values[slot])
+        joined.append(pieces[i])
+    return b"".join(joined)
 
 
 # -- DKIM ----------------------------------------------------------------------------------------
@@ -270,8 +300,13 @@ class MessageTemplate:
                 f"--{boundary}--\r\n".encode(),
             ]
         )
+        if body.startswith(b".") or b"\n." in body:  # qp_encode never lets this happen
+            raise NewsletterError(f"variant {variant}: a body line starts with '.'")
         self.body = body
-        self._canon_body = canonical_body(body) if dkim else b""
+        self._pieces, self._slot_order = _split_slots(body, slots)
+        self._canon_pieces, self._canon_order = _split_slots(
+            canonical_body(body) if dkim else b"", slots
+        )
         unsub_mailto = (
             f"<mailto:{sender.unsubscribe_mailto}?subject=unsubscribe%20{self._token_slot}>"
         )
@@ -286,10 +321,17 @@ class MessageTemplate:
         ]
         if sender.reply_to:
             self.static_headers.append(("Reply-To", check_header("Reply-To", sender.reply_to)))
+        self._date_cache: tuple[int, str] = (-1, "")
         self.slot_counts = (
             body.count(self._unsub_slot.encode()),
             body.count(self._prefs_slot.encode()),
         )
+
+    def _date(self, when: datetime) -> str:
+        second = int(when.timestamp())
+        if self._date_cache[0] != second:
+            self._date_cache = (second, format_datetime(when))
+        return self._date_cache[1]
 
     def urls(self, subscriber_id: int) -> tuple[str, str, str]:
         token = self.signer.make(Purpose.SUBSCRIBER, subscriber_id)
@@ -308,18 +350,13 @@ class MessageTemplate:
     def draft(self, recipient: Recipient, when: datetime) -> Draft:
         """Everything but the DKIM signature itself (see :meth:`DKIMSigner.sign`)."""
         token, unsub, prefs = self.urls(recipient.subscriber_id)
-        swap = (
-            (self._unsub_slot.encode(), unsub.encode()),
-            (self._prefs_slot.encode(), prefs.encode()),
-        )
-        body = self.body
-        for old, new in swap:
-            body = body.replace(old, new)
+        values = (unsub.encode(), prefs.encode())
+        body = _fill(self._pieces, self._slot_order, values)
         headers = [
             self.static_headers[0],
             ("To", address_header(recipient.name, recipient.email)),
             self.static_headers[1],
-            ("Date", format_datetime(when)),
+            ("Date", self._date(when)),
             ("Message-ID", self.message_id(recipient.subscriber_id)),
             (
                 "List-Unsubscribe",
@@ -332,11 +369,15 @@ class MessageTemplate:
         head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("utf-8")
         if self.dkim is None:
             return Draft(head, body)
-        canon = self._canon_body
-        for old, new in swap:
-            canon = canon.replace(old, new)
+        canon = _fill(self._canon_pieces, self._canon_order, values)
         value, data = self.dkim.prepare(headers, canon, int(when.timestamp()))
         return Draft(head, body, value, data)
+
+
+class WireSafe(bytes):
+    """A whole message whose lines all end with CRLF and never start with "." (the body is
+    quoted-printable, which writes such a dot as ``=2E``; header lines start with a name or
+    with folding white space): it goes into SMTP DATA as it is, without dot-stuffing."""
 
 
 @dataclass(frozen=True)
@@ -348,11 +389,11 @@ class Draft:
     dkim_value: str = ""
     to_sign: bytes = b""
 
-    def finish(self, signature: str | None) -> bytes:
+    def finish(self, signature: str | None) -> WireSafe:
         if signature is None:
-            return self.head + CRLF + self.body
+            return WireSafe(b"".join((self.head, CRLF, self.body)))
         dkim = f"DKIM-Signature: {self.dkim_value}{signature}\r\n".encode("ascii")
-        return dkim + self.head + CRLF + self.body
+        return WireSafe(b"".join((dkim, self.head, CRLF, self.body)))
 
 
 def describe(message: bytes) -> dict[str, Any]:

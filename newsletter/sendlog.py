@@ -14,12 +14,21 @@ import socket
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from newsletter.db import SUPPRESSED, locks, memberships, now, send_log, send_runs, subscribers
+from newsletter.db import (
+    SUPPRESSED,
+    DriverSQL,
+    locks,
+    memberships,
+    now,
+    send_log,
+    send_runs,
+    subscribers,
+)
 from newsletter.errors import NewsletterError
 
 LEASE = timedelta(minutes=10)  # a claim older than this belongs to a dead sender (PostgreSQL)
@@ -164,8 +173,7 @@ def recover(conn: Connection, issue: str, *, single_sender: bool) -> int:
     return int(moved or 0)
 
 
-@dataclass(frozen=True)
-class Claimed:
+class Claimed(NamedTuple):
     id: int
     subscriber_id: int
     email: str
@@ -175,56 +183,37 @@ class Claimed:
     attempts: int
 
 
+_CLAIM = """
+SELECT l.id, l.subscriber_id, s.email, s.name, s.status, s.interests, l.attempts
+FROM send_log l JOIN subscribers s ON s.id = l.subscriber_id
+WHERE l.issue = ? AND {where} ORDER BY {order} LIMIT ?{lock}"""
+_CLAIM_QUEUED = ("l.state = 'queued'", "l.id")
+_CLAIM_DUE = ("l.state = 'deferred' AND l.next_attempt_at <= ?", "l.next_attempt_at, l.id")
+_MARK_SENDING = (
+    "UPDATE send_log SET state = 'sending', claimed_by = ?, claimed_at = ?, updated_at = ? "
+    "WHERE id = ?"
+)
+
+
 def claim(conn: Connection, issue: str, owner: str, limit: int) -> list[Claimed]:
     """Claim up to ``limit`` due rows, joined with the subscriber's current state.
 
     Two index-backed queries (queued rows in id order, then deferred rows that are due), so a
-    claim costs the same at the end of a million-row send as at its start.
+    claim costs the same at the end of a million-row send as at its start. On PostgreSQL the
+    rows are locked ``FOR UPDATE SKIP LOCKED``, so several senders can share one send.
     """
-    stamp = now()
-    columns = (
-        send_log.c.id,
-        send_log.c.subscriber_id,
-        send_log.c.attempts,
-        subscribers.c.email,
-        subscribers.c.name,
-        subscribers.c.status,
-        subscribers.c.interests,
-    )
-    queued = (
-        select(*columns)
-        .join(subscribers, subscribers.c.id == send_log.c.subscriber_id)
-        .where(send_log.c.issue == issue, send_log.c.state == "queued")
-        .order_by(send_log.c.id)
-    )
-    due = (
-        select(*columns)
-        .join(subscribers, subscribers.c.id == send_log.c.subscriber_id)
-        .where(
-            send_log.c.issue == issue,
-            send_log.c.state == "deferred",
-            send_log.c.next_attempt_at <= stamp,
-        )
-        .order_by(send_log.c.next_attempt_at, send_log.c.id)
-    )
+    driver = DriverSQL(conn)
+    stamp = driver.datetime(now())
+    lock = " FOR UPDATE OF l SKIP LOCKED" if driver.dialect.name == "postgresql" else ""
     rows: list[Claimed] = []
-    for query in (queued, due):
+    for (where, order), extra in ((_CLAIM_QUEUED, ()), (_CLAIM_DUE, (stamp,))):
         want = limit - len(rows)
         if want <= 0:
             break
-        query = query.limit(want)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True, of=send_log)
-        rows += [
-            Claimed(r.id, r.subscriber_id, r.email, r.name, r.status, r.interests, r.attempts)
-            for r in conn.execute(query)
-        ]
+        query = driver.sql(_CLAIM.format(where=where, order=order, lock=lock))
+        rows += [Claimed(*r) for r in conn.exec_driver_sql(query, (issue, *extra, want)).fetchall()]
     if rows:
-        conn.execute(
-            update(send_log)
-            .where(send_log.c.id.in_([r.id for r in rows]))
-            .values(state="sending", claimed_by=owner, claimed_at=stamp, updated_at=stamp)
-        )
+        conn.exec_driver_sql(driver.sql(_MARK_SENDING), [(owner, stamp, stamp, r.id) for r in rows])
     return rows
 
 
@@ -240,42 +229,36 @@ class Outcome:
     tried: bool = True
 
 
+_RECORD = (
+    "UPDATE send_log SET state = ?, last_code = ?, last_reply = ?, variant = ?, "
+    "next_attempt_at = ?, sent_at = COALESCE(?, sent_at), attempts = attempts + ?, "
+    "claimed_by = NULL, claimed_at = NULL, updated_at = ? WHERE id = ?"
+)
+
+
 def record(conn: Connection, outcomes: list[Outcome], bounce_limit: int) -> list[int]:
     """Write a batch of outcomes; returns subscriber ids that became ``bounced``."""
     if not outcomes:
         return []
-    stamp = now()
-    params = [
-        {
-            "_id": o.id,
-            "_state": o.state,
-            "_code": o.code,
-            "_reply": o.reply[:500],
-            "_variant": o.variant,
-            "_next": o.retry_at,
-            "_sent": stamp if o.state == "sent" else None,
-            "_inc": 1 if o.tried else 0,
-        }
-        for o in outcomes
-    ]
-    conn.execute(
-        update(send_log)
-        .where(send_log.c.id == bindparam("_id"))
-        .values(
-            state=bindparam("_state"),
-            last_code=bindparam("_code"),
-            last_reply=bindparam("_reply"),
-            variant=bindparam("_variant"),
-            next_attempt_at=bindparam("_next"),
-            sent_at=func.coalesce(
-                bindparam("_sent", type_=send_log.c.sent_at.type), send_log.c.sent_at
-            ),
-            attempts=send_log.c.attempts + bindparam("_inc"),
-            claimed_by=None,
-            claimed_at=None,
-            updated_at=stamp,
-        ),
-        params,
+    driver = DriverSQL(conn)
+    moment = now()
+    stamp = driver.datetime(moment)
+    conn.exec_driver_sql(
+        driver.sql(_RECORD),
+        [
+            (
+                o.state,
+                o.code,
+                o.reply[:500],
+                o.variant,
+                driver.datetime(o.retry_at),
+                stamp if o.state == "sent" else None,
+                1 if o.tried else 0,
+                stamp,
+                o.id,
+            )
+            for o in outcomes
+        ],
     )
     hard = [
         o.subscriber_id
@@ -287,7 +270,7 @@ def record(conn: Connection, outcomes: list[Outcome], bounce_limit: int) -> list
         conn.execute(
             update(subscribers)
             .where(subscribers.c.id == sid)
-            .values(bounce_count=subscribers.c.bounce_count + 1, updated_at=stamp)
+            .values(bounce_count=subscribers.c.bounce_count + 1, updated_at=moment)
         )
         row = conn.execute(
             select(subscribers.c.bounce_count, subscribers.c.status).where(subscribers.c.id == sid)
@@ -296,7 +279,7 @@ def record(conn: Connection, outcomes: list[Outcome], bounce_limit: int) -> list
             conn.execute(
                 update(subscribers)
                 .where(subscribers.c.id == sid)
-                .values(status="bounced", unsubscribed_at=stamp, updated_at=stamp)
+                .values(status="bounced", unsubscribed_at=moment, updated_at=moment)
             )
             bounced.append(sid)
     return bounced

@@ -45,7 +45,7 @@ class Signer:
         self._key = hashlib.sha256(b"newsletter-token-v1" + key).digest()
 
     def _tag(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:_TAG_BYTES]
+        return hmac.digest(self._key, payload, "sha256")[:_TAG_BYTES]
 
     def make(
         self,
@@ -80,8 +80,8 @@ class Signer:
 
     def message_id_tag(self, issue: str, subscriber_id: int) -> str:
         """A short stable tag that makes a Message-ID unguessable but repeatable."""
-        mac = hmac.new(self._key, f"mid:{issue}:{subscriber_id}".encode(), hashlib.sha256)
-        return base64.b32encode(mac.digest()[:10]).decode().lower()
+        mac = hmac.digest(self._key, f"mid:{issue}:{subscriber_id}".encode(), "sha256")
+        return mac[:10].hex()
 
 
 def load_key(secret: str, key_file: Path) -> bytes:

@@ -1,7 +1,8 @@
 """Transports: where messages go. The sender talks to them only through :class:`Transport`.
 
-* :class:`SMTPTransport`: aiosmtplib, a pool of reused connections (one per concurrent worker),
-  STARTTLS or implicit TLS with certificate verification on by default, AUTH.
+* :class:`SMTPTransport`: a pool of reused connections (one per concurrent worker), set up by
+  aiosmtplib (STARTTLS or implicit TLS with certificate verification on by default, AUTH), then
+  pipelined (:mod:`newsletter.smtpwire`) where the server offers it.
 * :class:`MaildirTransport`: a local Maildir outbox, the default when no SMTP host is set.
 
 ``send`` returns a :class:`Delivery` (partial failure is data); it raises
@@ -11,6 +12,7 @@ misconfigured).
 
 from __future__ import annotations
 
+import asyncio
 import mailbox
 import re
 import ssl
@@ -21,6 +23,8 @@ from typing import Literal, Protocol
 import aiosmtplib
 
 from newsletter.errors import NewsletterError
+from newsletter.message import WireSafe
+from newsletter.smtpwire import PipelinedSession
 
 State = Literal["sent", "deferred", "failed"]
 
@@ -67,15 +71,22 @@ class SMTPConfig:
     verify: bool = True
     ca_file: str = ""
     local_hostname: str | None = None
+    pipelining: bool = True
 
 
 class SMTPTransport:
-    """Pooled aiosmtplib connections; a connection that fails is dropped and replaced."""
+    """Pooled SMTP connections (one per concurrent worker); a failed one is dropped and replaced.
+
+    aiosmtplib connects, sets TLS up and logs in. When the server offers PIPELINING (and
+    ``pipelining`` is on), each connection is then handed to a
+    :class:`~newsletter.smtpwire.PipelinedSession` (two writes per message); otherwise the
+    messages go one command per round trip through aiosmtplib.
+    """
 
     def __init__(self, config: SMTPConfig) -> None:
         self.config = config
         self.name = f"smtp://{config.host}:{config.port}"
-        self._idle: list[aiosmtplib.SMTP] = []
+        self._idle: list[aiosmtplib.SMTP | PipelinedSession] = []
 
     def _tls_context(self) -> ssl.SSLContext | None:
         if self.config.security == "none":
@@ -86,7 +97,7 @@ class SMTPTransport:
             context.verify_mode = ssl.CERT_NONE
         return context
 
-    async def _connect(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> aiosmtplib.SMTP | PipelinedSession:
         cfg = self.config
         client = aiosmtplib.SMTP(
             hostname=cfg.host,
@@ -116,6 +127,15 @@ class SMTPTransport:
         except ssl.SSLError as exc:
             client.close()
             raise TransportError(f"{self.name}: TLS failed: {exc.reason or exc}") from None
+        transport = client.transport
+        if (
+            cfg.pipelining
+            and client.supports_extension("pipelining")
+            and isinstance(transport, asyncio.Transport)
+        ):
+            # From here on the connection is ours: aiosmtplib's protocol no longer sees it.
+            client.protocol, client.transport = None, None
+            return PipelinedSession(transport, cfg.timeout)
         return client
 
     async def open(self) -> None:
@@ -131,11 +151,33 @@ class SMTPTransport:
 
     async def send(self, sender: str, recipient: str, message: bytes) -> Delivery:
         try:
-            client = self._idle.pop() if self._idle else await self._connect()
+            envelope = b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\n" % (
+                _ascii_address(sender),
+                _ascii_address(recipient),
+            )
+        except (ValueError, UnicodeError) as exc:
+            return Delivery("failed", None, f"bad address: {exc}"[:500])
+        try:
+            connection = self._idle.pop() if self._idle else await self._connect()
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             return Delivery(
                 "deferred", None, f"connection failed: {exc}"[:500], connection_error=True
             )
+        message = _data(message)
+        if not isinstance(connection, PipelinedSession):
+            return await self._send_serial(connection, sender, recipient, message)
+        reply = await connection.send(envelope, message)
+        if connection.usable:
+            self._idle.append(connection)
+        else:
+            await connection.close()
+        if reply.code == 0:
+            return Delivery("deferred", None, reply.text[:500], connection_error=True)
+        return classify(reply.code, reply.text)
+
+    async def _send_serial(
+        self, client: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes
+    ) -> Delivery:
         keep = True
         try:
             return await self._transaction(client, sender, recipient, message)
@@ -164,12 +206,12 @@ class SMTPTransport:
     async def _transaction(
         self, client: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes
     ) -> Delivery:
-        """MAIL, RCPT, DATA on a connection set up by aiosmtplib.
+        """MAIL, RCPT, DATA on a connection without PIPELINING, one command per round trip.
 
         aiosmtplib's ``sendmail`` re-parses both addresses and runs two regular expressions over
         every message (line endings, dot-stuffing): measured at ~0.8 ms of a 40 KB message, more
         than everything else the sender does. Our messages already have CRLF line ends and
-        checked addresses, so only the (rare) lines starting with "." need stuffing here.
+        checked addresses; ``message`` comes here dot-stuffed and terminated.
         """
         timeout = self.config.timeout
         response = await client.execute_command(
@@ -188,12 +230,10 @@ class SMTPTransport:
         if response.code != 354:
             await self._reset(client)
             return classify(response.code, response.message)
-        if message.startswith(b".") or b"\r\n." in message:
-            message = _DOT.sub(b"..", message)
         protocol = client.protocol
         if protocol is None:
             raise aiosmtplib.SMTPServerDisconnected("connection lost before the message")
-        protocol.write(message + (b".\r\n" if message.endswith(b"\r\n") else b"\r\n.\r\n"))
+        protocol.write(message)
         response = await protocol.read_response(timeout=timeout)
         return classify(response.code, response.message)
 
@@ -204,19 +244,41 @@ class SMTPTransport:
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
-        for client in idle:
+        for connection in idle:
+            if isinstance(connection, PipelinedSession):
+                await connection.close()
+                continue
             try:
-                await client.quit()
+                await connection.quit()
             except (aiosmtplib.SMTPException, OSError):
-                client.close()
+                connection.close()
 
 
 _DOT = re.compile(rb"(?m)^\.")
 
 
+def _data(message: bytes) -> bytes:
+    """The message as DATA carries it: dot-stuffed (RFC 5321, 4.5.2) and ended by "." alone.
+
+    Searching 20 KB of short lines for a leading "." costs ~15 us, as much as the rest of a
+    transaction: messages built by :class:`~newsletter.message.MessageTemplate` are
+    :class:`~newsletter.message.WireSafe` (they never need stuffing) and skip it.
+    """
+    if not isinstance(message, WireSafe) and (message.startswith(b".") or b"\n." in message):
+        message = _DOT.sub(b"..", message)
+    return message + (b".\r\n" if message.endswith(b"\r\n") else b"\r\n.\r\n")
+
+
+_CONTROL = re.compile(r"[\x00-\x20\x7f<>]")
+
+
 def _ascii_address(address: str) -> bytes:
+    """The address as it goes into MAIL FROM / RCPT TO; refuses anything that could end or
+    split the command (CR, LF, other controls, spaces, angle brackets)."""
+    if _CONTROL.search(address):
+        raise ValueError(f"{address!r} cannot be used in an SMTP command")
     local, _, domain = address.rpartition("@")
-    return f"{local}@{domain.encode('idna').decode('ascii')}".encode("ascii")
+    return f"{local}@{domain.encode('idna').decode('ascii')}".encode()
 
 
 class MaildirTransport:

@@ -223,13 +223,20 @@ def vocabulary(settings: Settings) -> Vocabulary:
 class RecordingHandler:
     """Stores what it receives; ``rules[address]`` injects a failure for that recipient:
     "450" / "550" at RCPT, "450-once" (then accept), "drop" (close the connection at DATA),
-    "slow" (sleep past the client's timeout at DATA)."""
+    "slow" (sleep past the client's timeout at DATA). With ``pipelining`` (the default, as on
+    Postfix, Exim or Gmail) EHLO offers PIPELINING, so the client pipelines its commands."""
 
-    def __init__(self) -> None:
+    def __init__(self, pipelining: bool = True) -> None:
+        self.pipelining = pipelining
         self.messages: list[tuple[str, bytes, float]] = []
         self.rules: dict[str, str] = {}
         self.slow_seconds = 3.0
         self.data_delay = 0.0
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+        session.host_name = hostname
+        extra = ["250-PIPELINING"] if self.pipelining else []
+        return [*responses[:-1], *extra, *responses[-1:]] if responses else responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
         rule = self.rules.get(address.lower())
@@ -295,8 +302,10 @@ def start_smtp(handler: RecordingHandler, **kwargs: object):  # type: ignore[no-
 
 
 @pytest.fixture
-def smtp_server() -> Iterator[SMTPServer]:
-    handler = RecordingHandler()
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[SMTPServer]:
+    """A real aiosmtpd server on a free port; parametrize indirectly with "serial" for one that
+    does not offer PIPELINING."""
+    handler = RecordingHandler(pipelining=getattr(request, "param", "pipelining") != "serial")
     controller, server = start_smtp(handler)
     try:
         yield server

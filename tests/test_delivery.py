@@ -75,6 +75,7 @@ def _active(db: Database) -> dict[str, tuple[int, str, str]]:
         return {r.email: (r.id, r.name, r.interests) for r in rows}
 
 
+@pytest.mark.parametrize("smtp_server", ["pipelining", "serial"], indirect=True)
 def test_every_subscriber_gets_their_own_edition_exactly_once(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     _, db, server = world
     summary = send(settings, db)
@@ -226,6 +227,7 @@ def test_non_ascii_names_are_encoded_words(world, settings: Settings) -> None:  
     assert _parse(f"To: {encoded}\r\n\r\n".encode())["To"] == "Зарина Рахимова <zarina@example.org>"
 
 
+@pytest.mark.parametrize("smtp_server", ["pipelining", "serial"], indirect=True)
 def test_4xx_is_retried_with_backoff_then_left_deferred(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     _, db, server = world
     server.handler.rules = {"bakyt@example.org": "450", "lena@example.org": "450-once"}
@@ -246,6 +248,7 @@ def test_4xx_is_retried_with_backoff_then_left_deferred(world, settings: Setting
     assert len(server.handler.received("bakyt@example.org")) == 1
 
 
+@pytest.mark.parametrize("smtp_server", ["pipelining", "serial"], indirect=True)
 def test_5xx_fails_and_repeated_hard_bounces_mark_the_subscriber_bounced(
     world, settings: Settings
 ) -> None:  # type: ignore[no-untyped-def]
@@ -258,6 +261,7 @@ def test_5xx_fails_and_repeated_hard_bounces_mark_the_subscriber_bounced(
         assert sendlog.failures(conn, DAY)[0]["last_reply"].startswith("550 5.1.1")
 
 
+@pytest.mark.parametrize("smtp_server", ["pipelining", "serial"], indirect=True)
 def test_timeouts_and_dropped_connections_are_deferred_not_lost(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     _, db, server = world
     settings.smtp.timeout = 0.5
