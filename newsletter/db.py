@@ -210,7 +210,7 @@ class DriverSQL:
     def __init__(self, conn: Connection) -> None:
         self.dialect = conn.dialect
         self._positional = conn.dialect.paramstyle == "qmark"
-        self._datetime = UTCDateTime().bind_processor(conn.dialect)
+        self._datetime = UTCDateTime().dialect_impl(conn.dialect).bind_processor(conn.dialect)
 
     def sql(self, statement: str) -> str:
         return statement if self._positional else statement.replace("?", "%s")

@@ -41,6 +41,14 @@ from newsletter.segments import edition, edition_urls, plan_list, variant_id
 from newsletter.tokens import Signer
 from newsletter.transports import Delivery, Transport, TransportError
 
+SIGN_CHUNK = 16  # DKIM signatures per job given to a signing thread
+PIPELINE_DEPTH = 8  # messages a worker sends back to back on its connection (no rate limit)
+HEARTBEAT_SECONDS = 5.0  # how often a SQLite sender refreshes its lock (stale after 90 s)
+
+# A message on its way to a worker: the claimed row, its variant, its draft, and (with DKIM)
+# the future of its chunk's signatures with its index in that chunk.
+Job = tuple["sendlog.Claimed", str, Draft, "asyncio.Future[list[str]] | None", int]
+
 
 @dataclass(frozen=True)
 class SendOptions:
@@ -134,6 +142,7 @@ class RateLimiter:
         self.interval = 1.0 / per_second if per_second else 0.0
         self.per_hour = per_hour
         self._next = 0.0
+        self.active = bool(self.interval or per_hour)
         self._hour: deque[float] = deque()
         offset = time.monotonic() - time.time()
         for stamp in recent or []:
@@ -317,28 +326,57 @@ class Sender:
         limiter: RateLimiter,
         total: int,
     ) -> None:
+        """Claim, personalise, sign, send, record: see the module docstring.
+
+        The event loop only personalises and talks SMTP. The send log is read and written by
+        one database thread (claims and outcome batches run there in order, beside the loop:
+        SQLite and psycopg release the GIL while they work), and DKIM signatures are made by
+        two signing threads, :data:`SIGN_CHUNK` messages per job (``cryptography`` releases
+        the GIL while it signs; one job per message cost ~90 us of thread hand-over each).
+        """
         limits = self.limits
         loop = asyncio.get_running_loop()
         dkim = self.dkim
         signing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dkim")
-        queue: asyncio.Queue[tuple[sendlog.Claimed, str, Draft] | None] = asyncio.Queue(
-            maxsize=limits.batch
-        )
+        database = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sendlog")
+        queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=limits.batch)
         outcomes: list[sendlog.Outcome] = []
-        counters = {"errors_in_row": 0, "submitted": 0, "done": 0}
+        writes: list[asyncio.Future[int]] = []
+        counters = {"errors_in_row": 0, "submitted": 0, "done": 0, "untried": 0}
         tries: dict[int, int] = {}
         pause: list[str] = []
         flush_every = max(2 * limits.concurrency, 50)
         sender_address = self.settings.sender.from_address
+        single = self.db.backend != "postgresql"
+        lock_name = f"send:{options.issue}"
+        beat = [time.monotonic()]
+
+        def write(batch: list[sendlog.Outcome]) -> int:  # in the database thread
+            with self.db.connect() as conn, conn.begin():
+                bounced = len(sendlog.record(conn, batch, limits.bounce_limit))
+                if single and time.monotonic() - beat[0] > HEARTBEAT_SECONDS:
+                    sendlog.heartbeat(conn, lock_name, self.owner)
+                    beat[0] = time.monotonic()
+            return bounced
 
         def flush() -> None:
-            if not outcomes:
-                return
+            if outcomes:
+                writes.append(loop.run_in_executor(database, write, outcomes[:]))
+                outcomes.clear()
+            self.progress(summary.sent + summary.failed + summary.deferred + summary.skipped, total)
+
+        async def settle_writes(wait: bool) -> None:
+            """Count bounces of finished writes; a failed write stops the send (it raises)."""
+            while writes and (wait or writes[0].done()):
+                summary.bounced += await writes.pop(0)
+
+        def claim(want: int) -> list[sendlog.Claimed]:  # in the database thread
             with self.db.connect() as conn, conn.begin():
-                summary.bounced += len(sendlog.record(conn, outcomes, limits.bounce_limit))
-                if self.db.backend != "postgresql":
-                    sendlog.heartbeat(conn, f"send:{options.issue}", self.owner)
-            outcomes.clear()
+                return sendlog.claim(conn, options.issue, self.owner, want)
+
+        def next_retry() -> datetime | None:  # in the database thread
+            with self.db.connect() as conn:
+                return sendlog.next_retry(conn, options.issue)
 
         def settle(row: sendlog.Claimed, vid: str, delivery: Delivery) -> None:
             retry_at = None
@@ -370,46 +408,62 @@ class Sender:
             )
 
         async def worker() -> None:
-            while (job := await queue.get()) is not None:
-                row, vid, draft = job
+            depth = 1 if limiter.active else PIPELINE_DEPTH
+            last = False
+            while not last and (job := await queue.get()) is not None:
+                batch = [job]
+                while len(batch) < depth and not queue.empty():
+                    more = queue.get_nowait()
+                    if more is None:
+                        last = True
+                        break
+                    batch.append(more)
                 try:
-                    if pause or self.stop_requested:
-                        give_back(row)
-                        continue
-                    await limiter.wait()
-                    if draft.to_sign and dkim is not None:  # the RSA signature runs in a thread
-                        signature = await loop.run_in_executor(signing, dkim.sign, draft.to_sign)
-                        data = draft.finish(signature)
-                    else:
-                        data = draft.finish(None)
-                    try:
-                        delivery = await self.transport.send(sender_address, row.email, data)
-                    except TransportError as exc:
-                        pause.append(str(exc))
-                        give_back(row)
-                        continue
-                    if delivery.connection_error:
-                        counters["errors_in_row"] += 1
-                        if counters["errors_in_row"] >= limits.pause_after_errors and not pause:
-                            pause.append(
-                                f"{counters['errors_in_row']} connection failures in a row at "
-                                f"{self.transport.name} (last: {delivery.reply})"
-                            )
-                    else:
-                        counters["errors_in_row"] = 0
-                    settle(row, vid, delivery)
-                    self.progress(
-                        summary.sent + summary.failed + summary.deferred + summary.skipped, total
-                    )
-                    if len(outcomes) >= flush_every:
-                        flush()
+                    await send(batch)
                 finally:
-                    counters["done"] += 1
+                    counters["done"] += len(batch)
+
+        async def send(batch: list[Job]) -> None:
+            if pause or self.stop_requested:
+                for job in batch:
+                    give_back(job[0])
+                return
+            if limiter.active:
+                await limiter.wait()
+            items = [
+                (row.email, draft.finish((await signatures)[i] if signatures else None))
+                for row, _, draft, signatures, i in batch
+            ]
+            try:
+                deliveries = await self.transport.send_many(sender_address, items)
+            except TransportError as exc:
+                pause.append(str(exc))
+                for job in batch:
+                    give_back(job[0])
+                return
+            for (row, vid, *_), delivery in zip(batch, deliveries, strict=True):
+                if not delivery.tried:  # its connection went down before its turn
+                    give_back(row)
+                    counters["untried"] += 1
+                    continue
+                if delivery.connection_error:
+                    counters["errors_in_row"] += 1
+                    if counters["errors_in_row"] >= limits.pause_after_errors and not pause:
+                        pause.append(
+                            f"{counters['errors_in_row']} connection failures in a row at "
+                            f"{self.transport.name} (last: {delivery.reply})"
+                        )
+                else:
+                    counters["errors_in_row"] = 0
+                settle(row, vid, delivery)
+            if len(outcomes) >= flush_every:
+                flush()
 
         async def drain() -> None:
             while counters["done"] < counters["submitted"]:
                 await asyncio.sleep(0.005)
             flush()
+            await settle_writes(wait=True)
 
         def prepare(row: sendlog.Claimed) -> tuple[str, Draft] | None:
             if row.status != "active":
@@ -441,6 +495,34 @@ class Sender:
             summary.skipped += 1
             return None
 
+        def sign_all(data: list[bytes]) -> list[str]:  # in a signing thread
+            if dkim is None:  # pragma: no cover - only called with DKIM on
+                return []
+            return [dkim.sign(d) for d in data]
+
+        def jobs(rows: list[sendlog.Claimed]) -> list[Job]:
+            """Drafts for the claimed rows, their signatures started in chunks."""
+            ready: list[tuple[sendlog.Claimed, str, Draft]] = []
+            for row in rows:
+                prepared = prepare(row) if not (pause or self.stop_requested) else None
+                if prepared is None:
+                    if pause or self.stop_requested:
+                        give_back(row)
+                    continue
+                ready.append((row, *prepared))
+            if dkim is None:
+                return [(row, vid, draft, None, 0) for row, vid, draft in ready]
+            out: list[Job] = []
+            for first in range(0, len(ready), SIGN_CHUNK):
+                chunk = ready[first : first + SIGN_CHUNK]
+                signatures = loop.run_in_executor(
+                    signing, sign_all, [draft.to_sign for _, _, draft in chunk]
+                )
+                out += [
+                    (row, vid, draft, signatures, i) for i, (row, vid, draft) in enumerate(chunk)
+                ]
+            return out
+
         await self.transport.open()
         workers = [asyncio.create_task(worker()) for _ in range(limits.concurrency)]
         try:
@@ -448,35 +530,36 @@ class Sender:
                 room = None if options.limit is None else options.limit - counters["submitted"]
                 if room is not None and room <= 0:
                     break
-                with self.db.connect() as conn, conn.begin():
-                    rows = sendlog.claim(
-                        conn, options.issue, self.owner, min(limits.batch, room or limits.batch)
-                    )
+                await settle_writes(wait=False)
+                rows = await loop.run_in_executor(
+                    database, claim, min(limits.batch, room or limits.batch)
+                )
                 if not rows:
                     await drain()
-                    with self.db.connect() as conn:
-                        wake = sendlog.next_retry(conn, options.issue)
+                    if counters["untried"]:  # given back after a lost connection: claim again
+                        counters["untried"] = 0
+                        continue
+                    wake = await loop.run_in_executor(database, next_retry)
                     if wake is None or pause or self.stop_requested:
                         break
                     await asyncio.sleep(max(0.0, min(1.0, (wake - now()).total_seconds())))
                     continue
-                for row in rows:
-                    prepared = prepare(row) if not (pause or self.stop_requested) else None
-                    if prepared is None:
-                        if pause or self.stop_requested:
-                            give_back(row)
-                        continue
+                for job in jobs(rows):
                     counters["submitted"] += 1
-                    await queue.put((row, prepared[0], prepared[1]))
+                    await queue.put(job)
                 summary.variants = len(self._templates)
         finally:
             for _ in workers:
                 await queue.put(None)
             await asyncio.gather(*workers)
             flush()
-            await self.transport.close()
-            signing.shutdown(wait=True)
-            summary.stopped = self.stop_requested
+            try:
+                await settle_writes(wait=True)
+            finally:
+                await self.transport.close()
+                signing.shutdown(wait=True, cancel_futures=True)
+                database.shutdown(wait=True)
+                summary.stopped = self.stop_requested
         if pause:
             raise TransportError(
                 pause[0] + "; the rest stays queued: run the same command to resume"

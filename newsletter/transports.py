@@ -16,6 +16,7 @@ import asyncio
 import mailbox
 import re
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
@@ -24,7 +25,7 @@ import aiosmtplib
 
 from newsletter.errors import NewsletterError
 from newsletter.message import WireSafe
-from newsletter.smtpwire import PipelinedSession
+from newsletter.smtpwire import NOT_SENT, PipelinedSession
 
 State = Literal["sent", "deferred", "failed"]
 
@@ -39,6 +40,7 @@ class Delivery:
     code: int | None
     reply: str
     connection_error: bool = False  # no SMTP answer at all: refused, dropped, timed out
+    tried: bool = True  # False: the connection was lost before this message's turn came
 
 
 def classify(code: int, message: str) -> Delivery:
@@ -56,6 +58,10 @@ class Transport(Protocol):
     async def open(self) -> None: ...
 
     async def send(self, sender: str, recipient: str, message: bytes) -> Delivery: ...
+
+    async def send_many(self, sender: str, batch: Sequence[tuple[str, bytes]]) -> list[Delivery]:
+        """(recipient, message) pairs, sent in order; one Delivery each."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -150,30 +156,72 @@ class SMTPTransport:
             return
 
     async def send(self, sender: str, recipient: str, message: bytes) -> Delivery:
-        try:
-            envelope = b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\n" % (
-                _ascii_address(sender),
-                _ascii_address(recipient),
+        return (await self.send_many(sender, [(recipient, message)]))[0]
+
+    async def send_many(self, sender: str, batch: Sequence[tuple[str, bytes]]) -> list[Delivery]:
+        """Messages on one connection, pipelined back to back where the server allows it."""
+        results: dict[int, Delivery] = {}
+        ready: list[tuple[int, str, bytes, bytes]] = []  # index, recipient, envelope, data
+        for i, (recipient, message) in enumerate(batch):
+            try:
+                envelope = b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\n" % (
+                    _ascii_address(sender),
+                    _ascii_address(recipient),
+                )
+            except (ValueError, UnicodeError) as exc:
+                results[i] = Delivery("failed", None, f"bad address: {exc}"[:500])
+                continue
+            ready.append((i, recipient, envelope, _data(message)))
+        if ready:
+            deliveries = await self._deliver(sender, ready)
+            results.update(zip([item[0] for item in ready], deliveries, strict=True))
+        return [results[i] for i in range(len(batch))]
+
+    async def _deliver(
+        self, sender: str, ready: list[tuple[int, str, bytes, bytes]]
+    ) -> list[Delivery]:
+        connection = await self._take()
+        if isinstance(connection, Delivery):
+            return [connection] * len(ready)
+        if isinstance(connection, PipelinedSession):
+            return await self._pipelined(connection, [(e, d) for _, _, e, d in ready])
+        self._idle.append(connection)  # no PIPELINING: one message at a time
+        out: list[Delivery] = []
+        for _, recipient, envelope, data in ready:
+            client = await self._take()
+            if isinstance(client, Delivery):
+                out.append(client)
+            elif isinstance(client, PipelinedSession):
+                out += await self._pipelined(client, [(envelope, data)])
+            else:
+                out.append(await self._send_serial(client, sender, recipient, data))
+        return out
+
+    async def _pipelined(
+        self, session: PipelinedSession, items: list[tuple[bytes, bytes]]
+    ) -> list[Delivery]:
+        replies = await session.send_many(items)
+        if session.usable:
+            self._idle.append(session)
+        else:
+            await session.close()
+        return [
+            classify(r.code, r.text)
+            if r.code > 0
+            else Delivery(
+                "deferred", None, r.text[:500], connection_error=True, tried=r.code != NOT_SENT
             )
-        except (ValueError, UnicodeError) as exc:
-            return Delivery("failed", None, f"bad address: {exc}"[:500])
+            for r in replies
+        ]
+
+    async def _take(self) -> aiosmtplib.SMTP | PipelinedSession | Delivery:
+        """An idle connection, a new one, or the Delivery that says why there is none."""
         try:
-            connection = self._idle.pop() if self._idle else await self._connect()
+            return self._idle.pop() if self._idle else await self._connect()
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             return Delivery(
                 "deferred", None, f"connection failed: {exc}"[:500], connection_error=True
             )
-        message = _data(message)
-        if not isinstance(connection, PipelinedSession):
-            return await self._send_serial(connection, sender, recipient, message)
-        reply = await connection.send(envelope, message)
-        if connection.usable:
-            self._idle.append(connection)
-        else:
-            await connection.close()
-        if reply.code == 0:
-            return Delivery("deferred", None, reply.text[:500], connection_error=True)
-        return classify(reply.code, reply.text)
 
     async def _send_serial(
         self, client: aiosmtplib.SMTP, sender: str, recipient: str, message: bytes
@@ -277,6 +325,8 @@ def _ascii_address(address: str) -> bytes:
     split the command (CR, LF, other controls, spaces, angle brackets)."""
     if _CONTROL.search(address):
         raise ValueError(f"{address!r} cannot be used in an SMTP command")
+    if address.isascii():
+        return address.encode()
     local, _, domain = address.rpartition("@")
     return f"{local}@{domain.encode('idna').decode('ascii')}".encode()
 
@@ -304,6 +354,9 @@ class MaildirTransport:
         except OSError as exc:
             return Delivery("deferred", None, f"cannot write to {self.path}: {exc.strerror}")
         return Delivery("sent", 250, f"250 stored as {key}")
+
+    async def send_many(self, sender: str, batch: Sequence[tuple[str, bytes]]) -> list[Delivery]:
+        return [await self.send(sender, recipient, message) for recipient, message in batch]
 
     async def close(self) -> None:
         self._box = None

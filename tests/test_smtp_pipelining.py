@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from newsletter.smtpwire import PipelinedSession
+from newsletter.smtpwire import NOT_SENT, PipelinedSession, Reply
 from newsletter.transports import SMTPConfig, SMTPTransport
 from tests.conftest import RecordingHandler, SMTPServer, start_smtp, stop_smtp
 
@@ -165,7 +165,7 @@ def test_a_silent_server_times_out_and_the_session_is_lost() -> None:
     script = Scripted([b"250 ok\r\n250 ok\r\n354 go on\r\n"], linger=0.8)  # then silence
     results, lost = asyncio.run(_session_against(script, timeout=0.3))
     assert results[0][0] == 0 and "timed out" in results[0][1]
-    assert results[1][0] == 0 and "timed out" in lost
+    assert results[1][0] == NOT_SENT and "timed out" in lost  # never began: not its fault
 
 
 def test_a_garbage_reply_loses_the_session_instead_of_guessing() -> None:
@@ -188,3 +188,76 @@ def test_serial_path_also_refuses_crlf_in_addresses(serial_server: SMTPServer) -
         _send_all(_config(serial_server), [("b@example.org>\r\nRCPT TO:<x@evil.example", MESSAGE)])
     )
     assert states == ["failed"] and serial_server.handler.messages == []
+
+
+def _batch_send(server: SMTPServer, recipients: list[str]) -> list[tuple[str, bool]]:
+    async def go() -> list[tuple[str, bool]]:
+        transport = SMTPTransport(_config(server))
+        await transport.open()
+        try:
+            out = await transport.send_many("a@example.org", [(r, MESSAGE) for r in recipients])
+            return [(d.state, d.tried) for d in out]
+        finally:
+            await transport.close()
+
+    return asyncio.run(go())
+
+
+def test_a_batch_carries_on_past_rejections_on_one_connection(smtp_server: SMTPServer) -> None:
+    smtp_server.handler.rules = {"r2@example.org": "550", "r4@example.org": "450"}
+    got = _batch_send(smtp_server, [f"r{i}@example.org" for i in range(1, 7)])
+    assert [state for state, _ in got] == ["sent", "failed", "sent", "deferred", "sent", "sent"]
+    assert [m[0] for m in smtp_server.handler.messages] == [
+        "r1@example.org",
+        "r3@example.org",
+        "r5@example.org",
+        "r6@example.org",
+    ]
+
+
+def test_a_dropped_connection_charges_only_the_message_it_happened_to(
+    smtp_server: SMTPServer,
+) -> None:
+    smtp_server.handler.rules = {"r3@example.org": "drop"}
+    got = _batch_send(smtp_server, [f"r{i}@example.org" for i in range(1, 6)])
+    assert got == [
+        ("sent", True),
+        ("sent", True),
+        ("deferred", True),  # its transaction was cut
+        ("deferred", False),  # never began: given back untried
+        ("deferred", False),
+    ]
+
+
+def test_each_message_goes_out_with_the_next_envelope() -> None:
+    script = Scripted(
+        [
+            b"250 ok\r\n250 ok\r\n354 go on\r\n",
+            b"250 queued\r\n250 ok\r\n250 ok\r\n354 go on\r\n",
+            b"250 queued\r\n",
+        ],
+        chunk=1000,
+    )
+
+    async def go() -> list[Reply]:
+        server = await asyncio.start_server(script.handle, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        transport, _ = await asyncio.get_running_loop().create_connection(
+            asyncio.Protocol, "127.0.0.1", port
+        )
+        session = PipelinedSession(transport, 2.0)  # type: ignore[arg-type]
+        envelope = b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\n"
+        try:
+            return await session.send_many(
+                [(envelope, b"one\r\n.\r\n"), (envelope, b"two\r\n.\r\n")]
+            )
+        finally:
+            await session.close()
+            server.close()
+            await server.wait_closed()
+            await asyncio.sleep(0.05)
+
+    replies = asyncio.run(go())
+    assert [r.code for r in replies] == [250, 250]
+    envelope = b"MAIL FROM:<a@x.org>\r\nRCPT TO:<b@x.org>\r\nDATA\r\n"
+    assert script.received[:3] == [envelope, b"one\r\n.\r\n" + envelope, b"two\r\n.\r\n"]

@@ -142,9 +142,13 @@ def child(ws: str, port: int, concurrency: int, key_file: str) -> None:
         limits=make_limits(settings),
         dkim=make_dkim(settings),
     )
+    usage0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     summary = asyncio.run(sender.run(SendOptions(DAY, "weekly")))
     elapsed = time.perf_counter() - t0
+    usage1 = resource.getrusage(resource.RUSAGE_SELF)
+    user = usage1.ru_utime - usage0.ru_utime
+    cpu = user + (usage1.ru_stime - usage0.ru_stime)
     sizes = [len(t.body) for t in sender._templates.values() if t is not None]
     print(
         json.dumps(
@@ -152,6 +156,8 @@ def child(ws: str, port: int, concurrency: int, key_file: str) -> None:
                 "sent": summary.sent,
                 "seconds": elapsed,
                 "rate": summary.sent / elapsed,
+                "cpu_us": cpu / max(1, summary.sent) * 1e6,
+                "user_us": user / max(1, summary.sent) * 1e6,
                 "variants": summary.variants,
                 "body_kb": sum(sizes) / len(sizes) / 1024 if sizes else 0,
                 "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -159,6 +165,12 @@ def child(ws: str, port: int, concurrency: int, key_file: str) -> None:
             }
         )
     )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (here: the sink), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_child(ws: Path, port: int, concurrency: int, key_file: Path | None) -> dict[str, float]:
@@ -213,8 +225,12 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp_name:
             tmp = Path(tmp_name)
+            before = cpu_seconds(sink.pid)
             source_rate = bench_smtp_source(port, args.baseline)
-            print(f"smtp-source -d -s 10 -l 20000 : {source_rate:8,.0f} msg/s")
+            sink_us = (cpu_seconds(sink.pid) - before) / args.baseline * 1e6
+            print(
+                f"smtp-source -d -s 10 -l 20000 : {source_rate:8,.0f} msg/s (sink CPU {sink_us:.0f} us a message)"
+            )
             smtplib_rate = bench_smtplib(port, max(2000, args.baseline // 4))
             print(f"smtplib loop (20 KB)          : {smtplib_rate:8,.0f} msg/s")
             key = tmp / "dkim.pem"
@@ -223,12 +239,17 @@ def main() -> None:
             for label, n, key_file in [("unsigned", args.n, None), ("DKIM-signed", args.n, key)] + (
                 [("unsigned", args.big, None)] if args.big else []
             ):
-                r = run_child(make_workspace(tmp, n, key_file), port, args.concurrency, key_file)
+                ws = make_workspace(tmp, n, key_file)
+                sink_before = cpu_seconds(sink.pid)
+                r = run_child(ws, port, args.concurrency, key_file)
+                sink_us = (cpu_seconds(sink.pid) - sink_before) / max(1, r["sent"]) * 1e6
                 results[(label, n)] = r
                 print(
                     f"newsletter send {label:<11} N={n:>9,}: {r['rate']:8,.0f} msg/s "
                     f"({r['sent']:,} sent in {r['seconds']:.1f} s, {r['variants']} variants, "
-                    f"~{r['body_kb']:.0f} KB bodies, peak RSS {r['peak_mb']:.0f} MB)"
+                    f"~{r['body_kb']:.0f} KB bodies, peak RSS {r['peak_mb']:.0f} MB; "
+                    f"CPU a message: ours {r['cpu_us']:.0f} us ({r['user_us']:.0f} user), "
+                    f"the sink's {sink_us:.0f} us)"
                 )
             plain = results[("unsigned", args.n)]["rate"]
             signed = results[("DKIM-signed", args.n)]["rate"]
