@@ -338,3 +338,27 @@ def test_without_an_smtp_host_messages_go_to_the_maildir_outbox(world, settings:
     summary = send(settings, db)
     assert summary.sent == 17 and summary.transport.startswith("maildir:")
     assert len(list((settings.path("outbox") / "new").iterdir())) == 17
+
+
+def test_times_written_by_the_send_loop_read_back_like_any_other(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    """The send loop writes the log through the driver; its times must be stored exactly as
+    SQLAlchemy stores them elsewhere (same text on SQLite), or comparisons would go wrong."""
+    _, db, server = world
+    server.handler.rules = {"bakyt@example.org": "450"}
+    send(settings, db, retries=2)
+    with db.connect() as conn:
+        rows = conn.execute(
+            select(send_log).where(send_log.c.state.in_(["sent", "deferred"]))
+        ).all()
+        assert rows and all(r.updated_at >= r.queued_at for r in rows)
+        assert all(
+            r.sent_at is not None and r.sent_at.tzinfo is not None
+            for r in rows
+            if r.state == "sent"
+        )
+        if db.backend == "sqlite":
+            raw = conn.exec_driver_sql(
+                "SELECT queued_at, updated_at, sent_at FROM send_log WHERE state = 'sent'"
+            ).all()
+            shapes = {re.sub(r"\d", "9", value) for row in raw for value in row}
+            assert shapes == {"9999-99-99 99:99:99.999999"}, shapes
