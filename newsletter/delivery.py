@@ -38,10 +38,11 @@ from newsletter.message import (
 from newsletter.models import Issue
 from newsletter.render import render_issue
 from newsletter.segments import edition, edition_urls, plan_list, variant_id
+from newsletter.signing import SigningProcesses
 from newsletter.tokens import Signer
 from newsletter.transports import Delivery, Transport, TransportError
 
-SIGN_CHUNK = 16  # DKIM signatures per job given to a signing thread
+SIGN_CHUNK = 16  # DKIM signatures per job given to a signing process
 PIPELINE_DEPTH = 8  # messages a worker sends back to back on its connection (no rate limit)
 HEARTBEAT_SECONDS = 5.0  # how often a SQLite sender refreshes its lock (stale after 90 s)
 
@@ -331,13 +332,12 @@ class Sender:
         The event loop only personalises and talks SMTP. The send log is read and written by
         one database thread (claims and outcome batches run there in order, beside the loop:
         SQLite and psycopg release the GIL while they work), and DKIM signatures are made by
-        two signing threads, :data:`SIGN_CHUNK` messages per job (``cryptography`` releases
-        the GIL while it signs; one job per message cost ~90 us of thread hand-over each).
+        two signing processes (:mod:`newsletter.signing`), :data:`SIGN_CHUNK` per job.
         """
         limits = self.limits
         loop = asyncio.get_running_loop()
         dkim = self.dkim
-        signing = ThreadPoolExecutor(max_workers=2, thread_name_prefix="dkim")
+        signing = SigningProcesses(dkim.key_pem()) if dkim is not None else None
         database = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sendlog")
         queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=limits.batch)
         outcomes: list[sendlog.Outcome] = []
@@ -495,11 +495,6 @@ class Sender:
             summary.skipped += 1
             return None
 
-        def sign_all(data: list[bytes]) -> list[str]:  # in a signing thread
-            if dkim is None:  # pragma: no cover - only called with DKIM on
-                return []
-            return [dkim.sign(d) for d in data]
-
         def jobs(rows: list[sendlog.Claimed]) -> list[Job]:
             """Drafts for the claimed rows, their signatures started in chunks."""
             ready: list[tuple[sendlog.Claimed, str, Draft]] = []
@@ -510,20 +505,20 @@ class Sender:
                         give_back(row)
                     continue
                 ready.append((row, *prepared))
-            if dkim is None:
+            if signing is None:
                 return [(row, vid, draft, None, 0) for row, vid, draft in ready]
             out: list[Job] = []
             for first in range(0, len(ready), SIGN_CHUNK):
                 chunk = ready[first : first + SIGN_CHUNK]
-                signatures = loop.run_in_executor(
-                    signing, sign_all, [draft.to_sign for _, _, draft in chunk]
-                )
+                signatures = signing.submit([draft.to_sign for _, _, draft in chunk])
                 out += [
                     (row, vid, draft, signatures, i) for i, (row, vid, draft) in enumerate(chunk)
                 ]
             return out
 
         await self.transport.open()
+        if signing is not None:
+            await signing.start()
         workers = [asyncio.create_task(worker()) for _ in range(limits.concurrency)]
         try:
             while not pause and not self.stop_requested:
@@ -557,7 +552,8 @@ class Sender:
                 await settle_writes(wait=True)
             finally:
                 await self.transport.close()
-                signing.shutdown(wait=True, cancel_futures=True)
+                if signing is not None:
+                    await signing.close()
                 database.shutdown(wait=True)
                 summary.stopped = self.stop_requested
         if pause:

@@ -233,6 +233,16 @@ class DKIMSigner:
         ) + canonical_header("DKIM-Signature", value)
         return value, data
 
+    def key_pem(self) -> bytes:
+        """The private key (PKCS#8 PEM), for the signing processes; never printed."""
+        from cryptography.hazmat.primitives import serialization
+
+        return self._key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+
     def sign(self, data: bytes) -> str:
         """The RSA signature (base64): the costly part; cryptography releases the GIL here,
         so the sender runs it in a thread beside the event loop."""
