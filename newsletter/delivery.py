@@ -9,17 +9,17 @@ claimed rows in ``sending``; the next run puts them back in the queue (those few
 twice; nobody is lost). Temporary failures (4xx, timeouts, dropped connections) are retried with
 exponential backoff, then left ``deferred`` for the next run; 5xx is ``failed``. Too many
 connection failures in a row, or a refused login, pause the send with a message.
+
+This module holds the send as a whole (options, summary, variants, the run record and lock);
+the loop that claims, personalises, signs, sends and records is :mod:`newsletter.sendloop`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from newsletter import sendlog
 from newsletter.audience import list_id
@@ -29,8 +29,6 @@ from newsletter.db import Database, now
 from newsletter.interests import Vocabulary
 from newsletter.message import (
     DKIMSigner,
-    Draft,
-    HeaderInjectionError,
     MessageTemplate,
     Recipient,
     SenderConfig,
@@ -38,17 +36,9 @@ from newsletter.message import (
 from newsletter.models import Issue
 from newsletter.render import render_issue
 from newsletter.segments import edition, edition_urls, plan_list, variant_id
-from newsletter.signing import SigningProcesses
+from newsletter.sendloop import RateLimiter, SendLoop
 from newsletter.tokens import Signer
-from newsletter.transports import Delivery, Transport, TransportError
-
-SIGN_CHUNK = 16  # DKIM signatures per job given to a signing process
-PIPELINE_DEPTH = 8  # messages a worker sends back to back on its connection (no rate limit)
-HEARTBEAT_SECONDS = 5.0  # how often a SQLite sender refreshes its lock (stale after 90 s)
-
-# A message on its way to a worker: the claimed row, its variant, its draft, and (with DKIM)
-# the future of its chunk's signatures with its index in that chunk.
-Job = tuple["sendlog.Claimed", str, Draft, "asyncio.Future[list[str]] | None", int]
+from newsletter.transports import Transport, TransportError
 
 
 @dataclass(frozen=True)
@@ -134,38 +124,6 @@ def issue_list_slug(name: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "newsletter"
 
 
-class RateLimiter:
-    """Messages per second (spaced evenly) and per rolling hour, honoured when sending."""
-
-    def __init__(
-        self, per_second: float, per_hour: int, recent: list[datetime] | None = None
-    ) -> None:
-        self.interval = 1.0 / per_second if per_second else 0.0
-        self.per_hour = per_hour
-        self._next = 0.0
-        self.active = bool(self.interval or per_hour)
-        self._hour: deque[float] = deque()
-        offset = time.monotonic() - time.time()
-        for stamp in recent or []:
-            self._hour.append(stamp.timestamp() + offset)
-
-    async def wait(self) -> None:
-        loop_time = time.monotonic()
-        if self.per_hour:
-            while self._hour and self._hour[0] <= loop_time - 3600:
-                self._hour.popleft()
-            if len(self._hour) >= self.per_hour:
-                await asyncio.sleep(self._hour[0] + 3600 - loop_time)
-                return await self.wait()
-            self._hour.append(loop_time)
-        if self.interval:
-            slot = max(self._next, loop_time)
-            self._next = slot + self.interval
-            if slot > loop_time:
-                await asyncio.sleep(slot - loop_time)
-        return None
-
-
 class Sender:
     """One send of one issue to one list (see the module docstring)."""
 
@@ -199,7 +157,7 @@ class Sender:
         self.stop_requested = True
 
     # -- variants
-    def _template(self, issue: Issue, interests: str) -> tuple[str, MessageTemplate | None]:
+    def variant(self, issue: Issue, interests: str) -> tuple[str, MessageTemplate | None]:
         known = self._variants.get(interests)
         if known is not None:
             return known
@@ -217,6 +175,10 @@ class Sender:
             )
         known = self._variants[interests] = (vid, self._templates.get(vid))
         return known
+
+    @property
+    def variant_count(self) -> int:
+        return len(self._templates)
 
     # -- entry point
     async def run(self, options: SendOptions) -> SendSummary:
@@ -240,7 +202,7 @@ class Sender:
         await self.transport.open()
         try:
             for variant in plan.variants or []:
-                _, template = self._template(issue, variant.interest_sets[0])
+                _, template = self.variant(issue, variant.interest_sets[0])
                 if template is None:
                     continue
                 message = template.personalise(Recipient(0, options.to or "", "Test copy"), now())
@@ -261,7 +223,7 @@ class Sender:
             plan = plan_list(conn, issue, options.list_name, self.vocabulary)
             summary.totals = sendlog.counts(conn, options.issue)
         for variant in plan.variants:
-            self._template(issue, variant.interest_sets[0])
+            self.variant(issue, variant.interest_sets[0])
         summary.variants = len(plan.variants)
         summary.queued_now = max(0, plan.subscribers - summary.totals.get("sent", 0))
         summary.skipped = plan.skipped
@@ -288,13 +250,14 @@ class Sender:
             )
         message = ""
         try:
-            await self._loop(
+            await SendLoop(
+                self,
                 issue,
                 options,
                 summary,
                 RateLimiter(self.limits.rate_per_second, self.limits.rate_per_hour, recent),
                 total,
-            )
+            ).run()
         except TransportError as exc:
             summary.paused = str(exc)
         finally:
@@ -318,245 +281,3 @@ class Sender:
                 )
                 if single:
                     sendlog.release_lock(conn, lock, self.owner)
-
-    async def _loop(
-        self,
-        issue: Issue,
-        options: SendOptions,
-        summary: SendSummary,
-        limiter: RateLimiter,
-        total: int,
-    ) -> None:
-        """Claim, personalise, sign, send, record: see the module docstring.
-
-        The event loop only personalises and talks SMTP. The send log is read and written by
-        one database thread (claims and outcome batches run there in order, beside the loop:
-        SQLite and psycopg release the GIL while they work), and DKIM signatures are made by
-        two signing processes (:mod:`newsletter.signing`), :data:`SIGN_CHUNK` per job.
-        """
-        limits = self.limits
-        loop = asyncio.get_running_loop()
-        dkim = self.dkim
-        signing = SigningProcesses(dkim.key_pem()) if dkim is not None else None
-        database = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sendlog")
-        queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=limits.batch)
-        outcomes: list[sendlog.Outcome] = []
-        writes: list[asyncio.Future[int]] = []
-        counters = {"errors_in_row": 0, "submitted": 0, "done": 0, "untried": 0}
-        tries: dict[int, int] = {}
-        pause: list[str] = []
-        flush_every = max(2 * limits.concurrency, 50)
-        sender_address = self.settings.sender.from_address
-        single = self.db.backend != "postgresql"
-        lock_name = f"send:{options.issue}"
-        beat = [time.monotonic()]
-
-        def write(batch: list[sendlog.Outcome]) -> int:  # in the database thread
-            with self.db.connect() as conn, conn.begin():
-                bounced = len(sendlog.record(conn, batch, limits.bounce_limit))
-                if single and time.monotonic() - beat[0] > HEARTBEAT_SECONDS:
-                    sendlog.heartbeat(conn, lock_name, self.owner)
-                    beat[0] = time.monotonic()
-            return bounced
-
-        def flush() -> None:
-            if outcomes:
-                writes.append(loop.run_in_executor(database, write, outcomes[:]))
-                outcomes.clear()
-            self.progress(summary.sent + summary.failed + summary.deferred + summary.skipped, total)
-
-        async def settle_writes(wait: bool) -> None:
-            """Count bounces of finished writes; a failed write stops the send (it raises)."""
-            while writes and (wait or writes[0].done()):
-                summary.bounced += await writes.pop(0)
-
-        def claim(want: int) -> list[sendlog.Claimed]:  # in the database thread
-            with self.db.connect() as conn, conn.begin():
-                return sendlog.claim(conn, options.issue, self.owner, want)
-
-        def next_retry() -> datetime | None:  # in the database thread
-            with self.db.connect() as conn:
-                return sendlog.next_retry(conn, options.issue)
-
-        def settle(row: sendlog.Claimed, vid: str, delivery: Delivery) -> None:
-            retry_at = None
-            if delivery.state == "deferred":
-                n = tries[row.id] = tries.get(row.id, 0) + 1
-                if n < limits.retries and not pause and not self.stop_requested:
-                    retry_at = now() + timedelta(seconds=limits.backoff * 2 ** (n - 1))
-                else:
-                    summary.deferred += 1  # left for the next run
-            elif delivery.state == "sent":
-                summary.sent += 1
-            else:
-                summary.failed += 1
-            outcomes.append(
-                sendlog.Outcome(
-                    row.id,
-                    row.subscriber_id,
-                    delivery.state,
-                    delivery.code,
-                    delivery.reply,
-                    vid,
-                    retry_at,
-                )
-            )
-
-        def give_back(row: sendlog.Claimed) -> None:
-            outcomes.append(
-                sendlog.Outcome(row.id, row.subscriber_id, "queued", None, "", tried=False)
-            )
-
-        async def worker() -> None:
-            depth = 1 if limiter.active else PIPELINE_DEPTH
-            last = False
-            while not last and (job := await queue.get()) is not None:
-                batch = [job]
-                while len(batch) < depth and not queue.empty():
-                    more = queue.get_nowait()
-                    if more is None:
-                        last = True
-                        break
-                    batch.append(more)
-                try:
-                    await send(batch)
-                finally:
-                    counters["done"] += len(batch)
-
-        async def send(batch: list[Job]) -> None:
-            if pause or self.stop_requested:
-                for job in batch:
-                    give_back(job[0])
-                return
-            if limiter.active:
-                await limiter.wait()
-            items = [
-                (row.email, draft.finish((await signatures)[i] if signatures else None))
-                for row, _, draft, signatures, i in batch
-            ]
-            try:
-                deliveries = await self.transport.send_many(sender_address, items)
-            except TransportError as exc:
-                pause.append(str(exc))
-                for job in batch:
-                    give_back(job[0])
-                return
-            for (row, vid, *_), delivery in zip(batch, deliveries, strict=True):
-                if not delivery.tried:  # its connection went down before its turn
-                    give_back(row)
-                    counters["untried"] += 1
-                    continue
-                if delivery.connection_error:
-                    counters["errors_in_row"] += 1
-                    if counters["errors_in_row"] >= limits.pause_after_errors and not pause:
-                        pause.append(
-                            f"{counters['errors_in_row']} connection failures in a row at "
-                            f"{self.transport.name} (last: {delivery.reply})"
-                        )
-                else:
-                    counters["errors_in_row"] = 0
-                settle(row, vid, delivery)
-            if len(outcomes) >= flush_every:
-                flush()
-
-        async def drain() -> None:
-            while counters["done"] < counters["submitted"]:
-                await asyncio.sleep(0.005)
-            flush()
-            await settle_writes(wait=True)
-
-        def prepare(row: sendlog.Claimed) -> tuple[str, Draft] | None:
-            if row.status != "active":
-                reason = f"subscriber is {row.status}"
-            else:
-                vid, template = self._template(issue, row.interests)
-                if template is None:
-                    reason = "nothing in this issue matches their interests"
-                else:
-                    try:
-                        return vid, template.draft(
-                            Recipient(row.subscriber_id, row.email, row.name), now()
-                        )
-                    except (HeaderInjectionError, ValueError) as exc:
-                        outcomes.append(
-                            sendlog.Outcome(
-                                row.id,
-                                row.subscriber_id,
-                                "failed",
-                                None,
-                                f"cannot build the message: {exc}",
-                            )
-                        )
-                        summary.failed += 1
-                        return None
-            outcomes.append(
-                sendlog.Outcome(row.id, row.subscriber_id, "skipped", None, reason, tried=False)
-            )
-            summary.skipped += 1
-            return None
-
-        def jobs(rows: list[sendlog.Claimed]) -> list[Job]:
-            """Drafts for the claimed rows, their signatures started in chunks."""
-            ready: list[tuple[sendlog.Claimed, str, Draft]] = []
-            for row in rows:
-                prepared = prepare(row) if not (pause or self.stop_requested) else None
-                if prepared is None:
-                    if pause or self.stop_requested:
-                        give_back(row)
-                    continue
-                ready.append((row, *prepared))
-            if signing is None:
-                return [(row, vid, draft, None, 0) for row, vid, draft in ready]
-            out: list[Job] = []
-            for first in range(0, len(ready), SIGN_CHUNK):
-                chunk = ready[first : first + SIGN_CHUNK]
-                signatures = signing.submit([draft.to_sign for _, _, draft in chunk])
-                out += [
-                    (row, vid, draft, signatures, i) for i, (row, vid, draft) in enumerate(chunk)
-                ]
-            return out
-
-        await self.transport.open()
-        if signing is not None:
-            await signing.start()
-        workers = [asyncio.create_task(worker()) for _ in range(limits.concurrency)]
-        try:
-            while not pause and not self.stop_requested:
-                room = None if options.limit is None else options.limit - counters["submitted"]
-                if room is not None and room <= 0:
-                    break
-                await settle_writes(wait=False)
-                rows = await loop.run_in_executor(
-                    database, claim, min(limits.batch, room or limits.batch)
-                )
-                if not rows:
-                    await drain()
-                    if counters["untried"]:  # given back after a lost connection: claim again
-                        counters["untried"] = 0
-                        continue
-                    wake = await loop.run_in_executor(database, next_retry)
-                    if wake is None or pause or self.stop_requested:
-                        break
-                    await asyncio.sleep(max(0.0, min(1.0, (wake - now()).total_seconds())))
-                    continue
-                for job in jobs(rows):
-                    counters["submitted"] += 1
-                    await queue.put(job)
-                summary.variants = len(self._templates)
-        finally:
-            for _ in workers:
-                await queue.put(None)
-            await asyncio.gather(*workers)
-            flush()
-            try:
-                await settle_writes(wait=True)
-            finally:
-                await self.transport.close()
-                if signing is not None:
-                    await signing.close()
-                database.shutdown(wait=True)
-                summary.stopped = self.stop_requested
-        if pause:
-            raise TransportError(
-                pause[0] + "; the rest stays queued: run the same command to resume"
-            )
