@@ -21,6 +21,14 @@ class MaildirHandler:
         self.box = open_maildir(path)
         self.received = 0
 
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """Offer PIPELINING, as real servers do (aiosmtpd reads pipelined commands fine but
+        does not say so), so the demo takes the same path as a send to Postfix or Gmail."""
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", *responses[-1:]]
+
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         try:
             self.box.add(envelope.original_content or envelope.content)
