@@ -217,6 +217,14 @@ def claim(conn: Connection, issue: str, owner: str, limit: int) -> list[Claimed]
     return rows
 
 
+def statuses(conn: Connection, subscriber_ids: list[int]) -> dict[int, str]:
+    """The current status of these subscribers (absent: deleted)."""
+    rows = conn.execute(
+        select(subscribers.c.id, subscribers.c.status).where(subscribers.c.id.in_(subscriber_ids))
+    )
+    return {int(sid): str(status) for sid, status in rows}
+
+
 @dataclass(frozen=True)
 class Outcome:
     id: int

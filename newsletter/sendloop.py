@@ -11,6 +11,7 @@ back on one connection (:meth:`Transport.send_many`).
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -32,11 +33,12 @@ T = TypeVar("T")
 
 SIGN_CHUNK = 16  # DKIM signatures per job given to a signing process
 PIPELINE_DEPTH = 8  # messages a worker sends back to back on its connection (no rate limit)
+RECHECK_AFTER = 1.0  # a claimed row waiting longer than this has its status read again
 HEARTBEAT_SECONDS = 5.0  # how often a SQLite sender refreshes its lock (stale after 90 s)
 
-# A message on its way to a worker: the claimed row, its variant, its draft, and (with DKIM)
-# the future of its chunk's signatures with its index in that chunk.
-Job = tuple[sendlog.Claimed, str, Draft, "asyncio.Future[list[str]] | None", int]
+# A message on its way to a worker: the claimed row, its variant, its draft, (with DKIM) the
+# future of its chunk's signatures with its index in that chunk, and when it was claimed.
+Job = tuple[sendlog.Claimed, str, Draft, "asyncio.Future[list[str]] | None", int, float]
 
 
 class RateLimiter:
@@ -70,6 +72,13 @@ class RateLimiter:
                 await asyncio.sleep(slot - loop_time)
         return None
 
+    def claim_size(self, batch: int) -> int:
+        """Rows to claim at a time: about a second's worth under a per-second limit, so that
+        a subscriber's status read at the claim is at most a second or two old when sent."""
+        if not self.interval:
+            return batch
+        return max(1, min(batch, math.ceil(1.0 / self.interval)))
+
 
 class SendLoop:
     """One pass of :class:`~newsletter.delivery.Sender` over the queue of one issue."""
@@ -86,7 +95,8 @@ class SendLoop:
         self.sender, self.issue, self.options = sender, issue, options
         self.summary, self.limiter, self.total = summary, limiter, total
         self.limits = sender.limits
-        self.queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.limits.batch)
+        self.batch = limiter.claim_size(self.limits.batch)
+        self.queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.batch)
         self.outcomes: list[sendlog.Outcome] = []
         self.writes: list[asyncio.Future[int]] = []
         self.tries: dict[int, int] = {}
@@ -203,13 +213,17 @@ class SendLoop:
                 self.give_back(row)
             elif (prepared := self.prepare(row)) is not None:
                 ready.append((row, *prepared))
+        claimed = time.monotonic()
         if self.signing is None:
-            return [(row, vid, draft, None, 0) for row, vid, draft in ready]
+            return [(row, vid, draft, None, 0, claimed) for row, vid, draft in ready]
         out: list[Job] = []
         for first in range(0, len(ready), SIGN_CHUNK):
             chunk = ready[first : first + SIGN_CHUNK]
             signatures = self.signing.submit([draft.to_sign for _, _, draft in chunk])
-            out += [(row, vid, draft, signatures, i) for i, (row, vid, draft) in enumerate(chunk)]
+            out += [
+                (row, vid, draft, signatures, i, claimed)
+                for i, (row, vid, draft) in enumerate(chunk)
+            ]
         return out
 
     # -- sending -------------------------------------------------------------------------------
@@ -236,9 +250,13 @@ class SendLoop:
             return
         if self.limiter.active:
             await self.limiter.wait()
+        if time.monotonic() - batch[0][5] > RECHECK_AFTER:  # the status read at the claim is old
+            batch = await self._still_active(batch)
+            if not batch:
+                return
         items = [
             (row.email, draft.finish((await signatures)[i] if signatures else None))
-            for row, _, draft, signatures, i in batch
+            for row, _, draft, signatures, i, _ in batch
         ]
         transport = self.sender.transport
         try:
@@ -266,6 +284,24 @@ class SendLoop:
         if len(self.outcomes) >= self.flush_every:
             self.flush()
 
+    async def _still_active(self, batch: list[Job]) -> list[Job]:
+        """Drop whoever stopped being active since their row was claimed (a rate limit or a
+        slow server can keep a claimed row waiting for a while)."""
+        ids = [job[0].subscriber_id for job in batch]
+        statuses = await self._in_database(self._statuses, ids)
+        keep = []
+        for job in batch:
+            status = statuses.get(job[0].subscriber_id, "deleted")
+            if status == "active":
+                keep.append(job)
+            else:
+                self._not_sent(job[0], "skipped", f"subscriber is {status}")
+        return keep
+
+    def _statuses(self, ids: list[int]) -> dict[int, str]:
+        with self.sender.db.connect() as conn:
+            return sendlog.statuses(conn, ids)
+
     async def drain(self) -> None:
         while self.done < self.submitted:
             await asyncio.sleep(0.005)
@@ -275,7 +311,7 @@ class SendLoop:
     # -- the loop ------------------------------------------------------------------------------
     async def run(self) -> None:
         """Raises TransportError when the send pauses (the rest stays queued)."""
-        limit, batch = self.options.limit, self.limits.batch
+        limit, batch = self.options.limit, self.batch
         await self.sender.transport.open()
         if self.signing is not None:
             await self.signing.start()

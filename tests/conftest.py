@@ -232,6 +232,7 @@ class RecordingHandler:
         self.rules: dict[str, str] = {}
         self.slow_seconds = 3.0
         self.data_delay = 0.0
+        self.on_message = None  # called with the recipient after each stored message
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
         session.host_name = hostname
@@ -264,6 +265,8 @@ class RecordingHandler:
         self.messages.append(
             (envelope.rcpt_tos[0], envelope.original_content or envelope.content, time.monotonic())
         )
+        if self.on_message is not None:
+            self.on_message(envelope.rcpt_tos[0])
         return "250 2.0.0 OK"
 
     def received(self, address: str) -> list[bytes]:

@@ -314,6 +314,36 @@ def test_unsubscribe_during_a_send_stops_mail_from_that_moment(world, settings: 
     assert rest.sent == 11 and rest.skipped >= 1
 
 
+def test_under_a_rate_limit_an_unsubscribe_mid_send_takes_effect_within_a_second_or_two(
+    world, settings: Settings
+) -> None:  # type: ignore[no-untyped-def]
+    """At 5 messages/s the 17 messages take ~3.4 s. When the second one arrives, everybody
+    not yet mailed unsubscribes: only the few claimed in the last second may still go."""
+    _, db, server = world
+    unsubscribed: list[str] = []
+
+    def on_message(_recipient: str) -> None:
+        if len(server.handler.messages) != 2:
+            return
+        mailed = {rcpt.lower() for rcpt, _, _ in server.handler.messages}
+        with db.connect() as conn, conn.begin():
+            for email in _active(db):
+                if email.lower() not in mailed:
+                    audience.unsubscribe(conn, email)
+                    unsubscribed.append(email.lower())
+
+    server.handler.on_message = on_message
+    summary = send(settings, db, rate_per_second=5.0)
+    after = [rcpt for rcpt, _, _ in server.handler.messages[2:]]
+    assert unsubscribed and len(after) <= 6, after  # a claim is ~1 s of sending (5) + 1 waiting
+    assert summary.skipped >= 17 - 2 - 6
+    with db.connect() as conn:
+        skipped = conn.execute(
+            select(send_log.c.last_reply).where(send_log.c.state == "skipped")
+        ).scalars()
+        assert "subscriber is unsubscribed" in set(skipped)
+
+
 def test_rate_limit_spaces_messages(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     _, db, server = world
     send(settings, db, rate_per_second=20.0)
