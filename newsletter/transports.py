@@ -162,12 +162,13 @@ class SMTPTransport:
         """Messages on one connection, pipelined back to back where the server allows it."""
         results: dict[int, Delivery] = {}
         ready: list[tuple[int, str, bytes, bytes]] = []  # index, recipient, envelope, data
+        try:
+            mail_from = b"MAIL FROM:<%s>\r\n" % _ascii_address(sender)  # once, not per message
+        except (ValueError, UnicodeError) as exc:
+            return [Delivery("failed", None, f"bad sender address: {exc}"[:500])] * len(batch)
         for i, (recipient, message) in enumerate(batch):
             try:
-                envelope = b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\n" % (
-                    _ascii_address(sender),
-                    _ascii_address(recipient),
-                )
+                envelope = mail_from + b"RCPT TO:<%s>\r\n" % _ascii_address(recipient)
             except (ValueError, UnicodeError) as exc:
                 results[i] = Delivery("failed", None, f"bad address: {exc}"[:500])
                 continue
