@@ -1,20 +1,20 @@
 """The exception hierarchy of the newsletter package.
 
-Every error the library raises on purpose derives from :class:`NewsletterError`. Exceptions carry
-the fields a caller needs (``path``, ``line``, ``key``, ``source``...) and render to one plain
-line with ``str()``. The CLI turns them into that line on stderr and an exit code; the library
-never prints or exits.
+Every error the library raises on purpose derives from :class:`NewsletterError` and is defined
+here, one class per kind of failure, so callers can tell them apart. Exceptions carry the fields a
+caller needs (``path``, ``line``, ``key``, ``source``, ``recipient``...) and render to one plain
+line with ``str()``. The CLI maps classes to exit statuses in one table
+(:data:`newsletter.cli.common.EXIT_CODES`); the library never prints or exits.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 
 class NewsletterError(Exception):
     """Base class of all errors raised by the newsletter package."""
-
-    exit_code = 1
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -32,8 +32,6 @@ def _where(path: str | Path | None, line: int | None) -> str:
 
 class ConfigError(NewsletterError):
     """A setting is missing, unknown or invalid; ``key`` is its dotted name."""
-
-    exit_code = 2
 
     def __init__(self, message: str, *, key: str | None = None, path: str | Path | None = None):
         self.key = key
@@ -62,8 +60,6 @@ class RatesError(NewsletterError):
 class NoArticlesError(NewsletterError):
     """No article fell inside the issue's window: there is nothing to send."""
 
-    exit_code = 3
-
 
 class TemplateError(NewsletterError):
     """A Jinja2 template is missing, has a syntax error or failed while rendering."""
@@ -76,8 +72,6 @@ class TemplateError(NewsletterError):
 
 class BuildCheckError(NewsletterError):
     """``--strict`` is on and the built issue failed one or more build checks."""
-
-    exit_code = 4
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
@@ -112,4 +106,98 @@ class AddressError(NewsletterError):
 
     def __init__(self, message: str, *, address: str) -> None:
         self.address = address
+        super().__init__(message)
+
+
+class UnknownInterestError(NewsletterError):
+    """An interest tag is not in the vocabulary (countries, Regional, topics)."""
+
+    def __init__(self, tag: str, vocabulary: Sequence[str]) -> None:
+        self.tag = tag
+        super().__init__(f"unknown interest {tag!r} (known: {', '.join(vocabulary)})")
+
+
+class AudienceError(NewsletterError):
+    """A subscriber or list operation cannot be done (unknown address, suppressed address...)."""
+
+    def __init__(self, message: str, *, email: str | None = None) -> None:
+        self.email = email
+        super().__init__(message)
+
+
+class CSVImportError(NewsletterError):
+    """A subscriber file cannot be imported at all (unreadable, no header, no email column)."""
+
+    def __init__(self, message: str, *, path: str | Path, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        super().__init__(f"{_where(path, line)}{message}")
+
+
+class TokenError(NewsletterError):
+    """A token is malformed, tampered with, expired, or for another purpose."""
+
+
+class KeyFileError(NewsletterError):
+    """A secret or DKIM key is missing, unreadable, of the wrong kind, or would be overwritten."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None) -> None:
+        self.path = path
+        super().__init__(f"{_where(path, None)}{message}")
+
+
+class HeaderError(NewsletterError):
+    """A header value taken from data cannot go into a message (a line break in it...)."""
+
+    def __init__(self, field: str, value: str) -> None:
+        self.field = field
+        super().__init__(f"header {field}: value contains a line break: {value[:60]!r}")
+
+
+class MessageError(NewsletterError):
+    """One recipient's message cannot be built (an address that cannot be encoded...)."""
+
+    def __init__(self, message: str, *, recipient: str | None = None) -> None:
+        self.recipient = recipient
+        super().__init__(message)
+
+
+class SigningError(NewsletterError):
+    """A DKIM signing process failed (it exited, or could not load the key)."""
+
+
+class TransportError(NewsletterError):
+    """Sending cannot go on: the server refuses our credentials, TLS cannot be set up..."""
+
+
+class SendLockedError(NewsletterError):
+    """Another sender (or scheduler) holds the lock of this send."""
+
+    def __init__(self, message: str, *, name: str, owner: str) -> None:
+        self.name = name
+        self.owner = owner
+        super().__init__(message)
+
+
+class ScheduleError(NewsletterError):
+    """A schedule cannot run: bad cron expression, unknown list, no schedule configured..."""
+
+    def __init__(self, message: str, *, schedule: str | None = None) -> None:
+        self.schedule = schedule
+        super().__init__(f"schedule {schedule!r}: {message}" if schedule else message)
+
+
+class RequestTooLarge(NewsletterError):
+    """A request body to the subscriber pages is over the size limit (answered with 413)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        super().__init__(f"request body over {limit} bytes")
+
+
+class FormError(NewsletterError):
+    """A field of a form on the subscriber pages is not acceptable."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        self.field = field
         super().__init__(message)

@@ -20,8 +20,8 @@ import pytest
 from newsletter.config import Settings, load_settings
 
 if TYPE_CHECKING:
-    from newsletter.db import Database
-    from newsletter.interests import Vocabulary
+    from newsletter.core.interests import Vocabulary
+    from newsletter.storage.db import Database
 
 # Read before the autouse fixture below clears NEWSLETTER_* variables. .ci/run sets it to the
 # local PostgreSQL server; without it the PostgreSQL half of the database tests is skipped.
@@ -201,7 +201,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def db(db_url: str) -> Iterator[Database]:
-    from newsletter.db import Database
+    from newsletter.storage.db import Database
 
     database = Database(db_url)
     try:
@@ -212,9 +212,8 @@ def db(db_url: str) -> Iterator[Database]:
 
 @pytest.fixture
 def vocabulary(settings: Settings) -> Vocabulary:
-    from newsletter.interests import Vocabulary
 
-    return Vocabulary.from_settings(settings)
+    return settings.vocabulary()
 
 
 # -- a real SMTP server (aiosmtpd) with failures injected on the server side --------------------
@@ -296,7 +295,7 @@ def stop_smtp(controller) -> None:  # type: ignore[no-untyped-def]
 def start_smtp(handler: RecordingHandler, **kwargs: object):  # type: ignore[no-untyped-def]
     from aiosmtpd.controller import Controller
 
-    from newsletter.smtpserver import free_port
+    from newsletter.delivery.localserver import free_port
 
     port = free_port()
     controller = Controller(handler, hostname="127.0.0.1", port=port, **kwargs)

@@ -9,15 +9,14 @@ import pytest
 from sqlalchemy import func, select
 
 from newsletter import audience
-from newsletter.audience import AudienceError
-from newsletter.db import Database, events, subscribers
-from newsletter.errors import AddressError, DatabaseError
-from newsletter.importer import import_csv
-from newsletter.interests import Vocabulary
+from newsletter.audience.importer import import_csv
+from newsletter.core.interests import Vocabulary
+from newsletter.errors import AddressError, AudienceError, DatabaseError
+from newsletter.storage.db import Database, events, subscribers
 
 
 def test_empty_database_is_migrated_on_first_use(db: Database) -> None:
-    from newsletter.migrations_runner import current_revision, head_revision
+    from newsletter.storage.migrate import current_revision, head_revision
 
     with db.connect() as conn:
         assert current_revision(conn) == head_revision()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from newsletter.classify import CountryClassifier, normalise_topics
+from newsletter.compose.classify import CountryClassifier, normalise_topics
 from newsletter.config import DEFAULT_COUNTRIES, DEFAULT_TOPICS
 from tests.conftest import DATA, run_cli
 

@@ -13,17 +13,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
-from newsletter import audience, sendlog
-from newsletter.build import build_and_write
-from newsletter.cli_delivery import make_dkim, make_limits, make_transport
-from newsletter.compose import ComposeOptions
-from newsletter.config import Settings
-from newsletter.db import Database, send_log, subscribers
-from newsletter.delivery import Sender, SendOptions, SendSummary
-from newsletter.importer import import_csv
-from newsletter.interests import Vocabulary
-from newsletter.segments import edition_urls
-from newsletter.tokens import Purpose, Signer
+from newsletter import audience
+from newsletter.audience.importer import import_csv
+from newsletter.audience.segments import edition_urls
+from newsletter.compose.issuefiles import build_and_write
+from newsletter.compose.select import ComposeOptions
+from newsletter.config import Settings, with_changes
+from newsletter.core.tokens import Purpose, Signer
+from newsletter.delivery import sendlog
+from newsletter.delivery.factory import make_dkim, make_limits, make_transport, send_setup
+from newsletter.delivery.sender import Sender, SendOptions, SendSummary
+from newsletter.storage.db import Database, send_log, subscribers
 from tests.conftest import REPO, SMTPServer
 
 DAY = "2026-11-16"
@@ -34,16 +34,18 @@ SIGNER = Signer(b"test-secret-key-0123456789abcdef")
 def world(
     settings: Settings, db: Database, smtp_server: SMTPServer
 ) -> tuple[Settings, Database, SMTPServer]:
-    build_and_write(settings, ComposeOptions(date(2026, 11, 16)))
-    import_csv(
-        db, REPO / "subscribers" / "weekly.csv", "weekly", Vocabulary.from_settings(settings)
+    build_and_write(settings.issue_config(), ComposeOptions(date(2026, 11, 16)))
+    import_csv(db, REPO / "subscribers" / "weekly.csv", "weekly", settings.vocabulary())
+    settings = with_changes(
+        settings,
+        smtp={
+            "host": "127.0.0.1",
+            "port": smtp_server.port,
+            "security": "none",
+            "timeout": 2.0,
+            "backoff": 0.05,
+        },
     )
-    settings.smtp.host, settings.smtp.port, settings.smtp.security = (
-        "127.0.0.1",
-        smtp_server.port,
-        "none",
-    )
-    settings.smtp.timeout, settings.smtp.backoff = 2.0, 0.05
     return settings, db, smtp_server
 
 
@@ -51,7 +53,7 @@ def send(
     settings: Settings, db: Database, options: SendOptions | None = None, **limits: object
 ) -> SendSummary:
     sender = Sender(
-        settings,
+        send_setup(settings),
         db,
         make_transport(settings),
         SIGNER,
@@ -77,7 +79,7 @@ def _active(db: Database) -> dict[str, tuple[int, str, str]]:
 
 @pytest.mark.parametrize("smtp_server", ["pipelining", "serial"], indirect=True)
 def test_every_subscriber_gets_their_own_edition_exactly_once(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    _, db, server = world
+    settings, db, server = world
     summary = send(settings, db)
     active = _active(db)
     assert (summary.sent, summary.skipped, summary.failed) == (
@@ -86,10 +88,10 @@ def test_every_subscriber_gets_their_own_edition_exactly_once(world, settings: S
         0,
     )  # astro@: nothing this week
     assert summary.outcome == "complete" and summary.variants == 14
-    from newsletter.build import load_issue
+    from newsletter.compose.issuefiles import load_issue
 
-    issue = load_issue(settings, DAY)
-    vocab = Vocabulary.from_settings(settings)
+    issue = load_issue(settings.issues_dir, DAY)
+    vocab = settings.vocabulary()
     for address, (_sid, _name, interests) in active.items():
         got = server.handler.received(address)
         urls = edition_urls(issue, interests, vocab)
@@ -108,7 +110,7 @@ def test_every_subscriber_gets_their_own_edition_exactly_once(world, settings: S
 def test_messages_have_the_required_structure_and_one_click_headers(
     world, settings: Settings
 ) -> None:  # type: ignore[no-untyped-def]
-    _, db, server = world
+    settings, db, server = world
     send(settings, db)
     sid, name, _ = _active(db)["dilnoza@example.org"]
     (raw,) = server.handler.received("dilnoza@example.org")
@@ -168,9 +170,15 @@ def test_dkim_signature_verifies_with_dkimpy(world, settings: Settings, tmp_path
     import base64
 
     record = b"v=DKIM1; k=rsa; p=" + base64.b64encode(public)
-    settings.dkim.domain, settings.dkim.selector = "news.example.org", "weekly"
-    settings.dkim.private_key_file = str(tmp_path / "dkim.pem")
-    _, db, server = world
+    settings, db, server = world
+    settings = with_changes(
+        settings,
+        dkim={
+            "domain": "news.example.org",
+            "selector": "weekly",
+            "private_key_file": str(tmp_path / "dkim.pem"),
+        },
+    )
     send(settings, db)
     assert len(server.handler.messages) == 17
 
@@ -197,7 +205,7 @@ def test_dkim_signature_verifies_with_dkimpy(world, settings: Settings, tmp_path
 
 
 def test_crlf_in_a_name_cannot_inject_headers(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    _, db, server = world
+    settings, db, server = world
     with db.connect() as conn, conn.begin():
         conn.execute(
             update(subscribers)
@@ -216,11 +224,11 @@ def test_crlf_in_a_name_cannot_inject_headers(world, settings: Settings) -> None
 
 
 def test_non_ascii_names_are_encoded_words(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    _, db, server = world
+    settings, db, server = world
     send(settings, db)
     (raw,) = server.handler.received("zarina@example.org")
     assert b"To: Zarina Rahimova <zarina@example.org>" in raw
-    from newsletter.message import address_header
+    from newsletter.delivery.message import address_header
 
     encoded = address_header("Зарина Рахимова", "zarina@example.org")
     assert encoded.isascii() and "=?utf-8?" in encoded
@@ -229,7 +237,7 @@ def test_non_ascii_names_are_encoded_words(world, settings: Settings) -> None:  
 
 @pytest.mark.parametrize("smtp_server", ["pipelining", "serial"], indirect=True)
 def test_4xx_is_retried_with_backoff_then_left_deferred(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    _, db, server = world
+    settings, db, server = world
     server.handler.rules = {"bakyt@example.org": "450", "lena@example.org": "450-once"}
     summary = send(settings, db, retries=3)
     assert summary.sent == 16 and summary.deferred == 1
@@ -252,7 +260,7 @@ def test_4xx_is_retried_with_backoff_then_left_deferred(world, settings: Setting
 def test_5xx_fails_and_repeated_hard_bounces_mark_the_subscriber_bounced(
     world, settings: Settings
 ) -> None:  # type: ignore[no-untyped-def]
-    _, db, server = world
+    settings, db, server = world
     server.handler.rules = {"oliver@example.org": "550"}
     summary = send(settings, db, bounce_limit=1)
     assert summary.failed == 1 and summary.bounced == 1 and summary.outcome == "failures"
@@ -263,8 +271,8 @@ def test_5xx_fails_and_repeated_hard_bounces_mark_the_subscriber_bounced(
 
 @pytest.mark.parametrize("smtp_server", ["pipelining", "serial"], indirect=True)
 def test_timeouts_and_dropped_connections_are_deferred_not_lost(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    _, db, server = world
-    settings.smtp.timeout = 0.5
+    settings, db, server = world
+    settings = with_changes(settings, smtp={"timeout": 0.5})
     server.handler.slow_seconds = 1.5
     server.handler.rules = {"priya@example.org": "slow", "yuki@example.org": "drop"}
     summary = send(settings, db, retries=2)
@@ -274,7 +282,7 @@ def test_timeouts_and_dropped_connections_are_deferred_not_lost(world, settings:
     assert "timed out" in replies["priya@example.org"].lower()
     assert "yuki@example.org" in replies
     server.handler.rules = {}
-    settings.smtp.timeout = 5
+    settings = with_changes(settings, smtp={"timeout": 5})
     assert send(settings, db).sent == 2
     assert len(server.handler.received("yuki@example.org")) == 1
 
@@ -282,19 +290,19 @@ def test_timeouts_and_dropped_connections_are_deferred_not_lost(world, settings:
 def test_server_down_pauses_and_a_later_run_resumes(
     world, settings: Settings, closed_port: int
 ) -> None:  # type: ignore[no-untyped-def]
-    _, db, _server = world
+    settings, db, _server = world
     real_port = settings.smtp.port
-    settings.smtp.port = closed_port
+    settings = with_changes(settings, smtp={"port": closed_port})
     summary = send(settings, db, pause_after_errors=3, retries=5)
     assert summary.outcome == "paused" and "connection failures in a row" in (summary.paused or "")
     assert summary.sent == 0 and summary.remaining == 17
-    settings.smtp.port = real_port
+    settings = with_changes(settings, smtp={"port": real_port})
     resumed = send(settings, db)
     assert resumed.sent == 17 and resumed.outcome == "complete"
 
 
 def test_unsubscribe_during_a_send_stops_mail_from_that_moment(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    _, db, server = world
+    settings, db, server = world
     first = send(settings, db, SendOptions(DAY, "weekly", limit=5))
     assert first.sent == 5 and first.outcome == "incomplete"
     with db.connect() as conn, conn.begin():
@@ -319,7 +327,7 @@ def test_under_a_rate_limit_an_unsubscribe_mid_send_takes_effect_within_a_second
 ) -> None:  # type: ignore[no-untyped-def]
     """At 5 messages/s the 17 messages take ~3.4 s. When the second one arrives, everybody
     not yet mailed unsubscribes: only the few claimed in the last second may still go."""
-    _, db, server = world
+    settings, db, server = world
     unsubscribed: list[str] = []
 
     def on_message(_recipient: str) -> None:
@@ -345,7 +353,7 @@ def test_under_a_rate_limit_an_unsubscribe_mid_send_takes_effect_within_a_second
 
 
 def test_rate_limit_spaces_messages(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    _, db, server = world
+    settings, db, server = world
     send(settings, db, rate_per_second=20.0)
     stamps = sorted(t for _, _, t in server.handler.messages)
     assert len(stamps) == 17
@@ -353,7 +361,7 @@ def test_rate_limit_spaces_messages(world, settings: Settings) -> None:  # type:
 
 
 def test_dry_run_sends_nothing_and_to_sends_one_copy_per_variant(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    _, db, server = world
+    settings, db, server = world
     dry = send(settings, db, SendOptions(DAY, "weekly", dry_run=True))
     assert dry.queued_now == 17 and dry.variants == 14 and server.handler.messages == []
     test = send(settings, db, SendOptions(DAY, "weekly", to="editor@example.org"))
@@ -363,8 +371,8 @@ def test_dry_run_sends_nothing_and_to_sends_one_copy_per_variant(world, settings
 
 
 def test_without_an_smtp_host_messages_go_to_the_maildir_outbox(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
-    _, db, _ = world
-    settings.smtp.host = ""
+    settings, db, _ = world
+    settings = with_changes(settings, smtp={"host": ""})
     summary = send(settings, db)
     assert summary.sent == 17 and summary.transport.startswith("maildir:")
     assert len(list((settings.path("outbox") / "new").iterdir())) == 17
@@ -373,7 +381,7 @@ def test_without_an_smtp_host_messages_go_to_the_maildir_outbox(world, settings:
 def test_times_written_by_the_send_loop_read_back_like_any_other(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     """The send loop writes the log through the driver; its times must be stored exactly as
     SQLAlchemy stores them elsewhere (same text on SQLite), or comparisons would go wrong."""
-    _, db, server = world
+    settings, db, server = world
     server.handler.rules = {"bakyt@example.org": "450"}
     send(settings, db, retries=2)
     with db.connect() as conn:

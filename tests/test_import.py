@@ -18,11 +18,11 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter import audience
-from newsletter.addresses import _fast, normalise
-from newsletter.db import Database, memberships, subscribers
-from newsletter.errors import AddressError
-from newsletter.importer import ImportError_, import_csv
-from newsletter.interests import Vocabulary
+from newsletter.audience.importer import import_csv
+from newsletter.core.addresses import _fast, normalise
+from newsletter.core.interests import Vocabulary
+from newsletter.errors import AddressError, CSVImportError
+from newsletter.storage.db import Database, memberships, subscribers
 from tests.conftest import REPO
 
 
@@ -127,7 +127,7 @@ def test_unusable_files_fail_naming_the_file(
 ) -> None:
     path = tmp_path / "f.csv"
     path.write_bytes(content)
-    with pytest.raises(ImportError_) as info:
+    with pytest.raises(CSVImportError) as info:
         import_csv(db, path, "weekly", vocabulary)
     assert str(info.value).startswith(str(path)) and expected in str(info.value)
 

@@ -12,7 +12,7 @@ import pytest
 
 from newsletter.config import Settings
 from newsletter.errors import ServerError
-from newsletter.preview import PreviewServer
+from newsletter.web.preview import PreviewServer
 
 DAY = date(2026, 11, 16)
 
@@ -136,15 +136,12 @@ def test_new_markdown_article_appears_after_a_rebuild(
 
 @pytest.fixture
 def audience_preview(settings: Settings, tmp_path: Path) -> Iterator[PreviewServer]:
-    from newsletter.db import Database
-    from newsletter.importer import import_csv
-    from newsletter.interests import Vocabulary
+    from newsletter.audience.importer import import_csv
+    from newsletter.storage.db import Database
     from tests.conftest import REPO
 
     db = Database(f"sqlite:///{tmp_path / 'preview.db'}")
-    import_csv(
-        db, REPO / "subscribers" / "weekly.csv", "weekly", Vocabulary.from_settings(settings)
-    )
+    import_csv(db, REPO / "subscribers" / "weekly.csv", "weekly", settings.vocabulary())
     server = PreviewServer(settings, DAY, port=0, database=db, list_name="weekly")
     server.start()
     try:

@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.compose import compose_rates
+from newsletter.compose.rates import (
+    build_header,
+    format_change,
+    format_value,
+    merge_history,
+    parse_rates,
+)
+from newsletter.compose.select import compose_rates
 from newsletter.config import Settings
 from newsletter.errors import RatesError
-from newsletter.rates import build_header, format_change, format_value, merge_history, parse_rates
 
 
 @pytest.mark.parametrize(
@@ -116,7 +122,7 @@ def test_broken_rates_make_the_header_unavailable_with_a_warning(
 ) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text('{"base": "USD", "date": "2026-11-16", "rates": {"KZT": "n/a"}}')
-    header, warnings = compose_rates(settings, date(2026, 11, 16), str(bad))
+    header, warnings = compose_rates(settings.issue_config(), date(2026, 11, 16), str(bad))
     assert not header.available
     assert len(warnings) == 1 and "rates unavailable" in warnings[0] and "rates.KZT" in warnings[0]
 
@@ -126,7 +132,7 @@ def test_a_configured_currency_missing_from_the_source_is_reported(
 ) -> None:
     partial = tmp_path / "partial.json"
     partial.write_text('{"base": "USD", "date": "2026-11-16", "rates": {"KZT": 511.4}}')
-    header, warnings = compose_rates(settings, date(2026, 11, 16), str(partial))
+    header, warnings = compose_rates(settings.issue_config(), date(2026, 11, 16), str(partial))
     assert header.available
     assert any("no UZS rate" in w for w in warnings)
     assert {r.currency: r.value_text for r in header.rows}["UZS"] == "n/a"

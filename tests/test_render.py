@@ -8,19 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.build import build_and_write, build_issue
-from newsletter.checks import _outside_media, _Scan, check_html
-from newsletter.compose import ComposeOptions
-from newsletter.config import Settings
+from newsletter.compose.checks import _outside_media, _Scan, check_html
+from newsletter.compose.issuefiles import build_and_write, build_issue
+from newsletter.compose.render import PREFERENCES_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
+from newsletter.compose.select import ComposeOptions
+from newsletter.config import Settings, with_changes
 from newsletter.errors import BuildCheckError, TemplateError
-from newsletter.render import PREFERENCES_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
 
 DAY = date(2026, 11, 16)
 
 
 @pytest.fixture
 def built(settings: Settings) -> dict[str, str]:
-    result = build_issue(settings, ComposeOptions(DAY))
+    result = build_issue(settings.issue_config(), ComposeOptions(DAY))
     assert result.problems == []
     return {name: data.decode() for name, data in result.files.items()}
 
@@ -95,16 +95,16 @@ def test_web_version_has_no_unsubscribe_placeholders(built: dict[str, str]) -> N
 
 
 def test_same_inputs_give_byte_identical_files(settings: Settings, tmp_path: Path) -> None:
-    a = build_and_write(settings, ComposeOptions(DAY), out_dir=tmp_path / "a")
-    b = build_and_write(settings, ComposeOptions(DAY), out_dir=tmp_path / "b")
+    a = build_and_write(settings.issue_config(), ComposeOptions(DAY), out_dir=tmp_path / "a")
+    b = build_and_write(settings.issue_config(), ComposeOptions(DAY), out_dir=tmp_path / "b")
     assert a.files.keys() == b.files.keys()
     for name in a.files:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
 def test_summary_mode_shows_read_more_links(settings: Settings) -> None:
-    settings.issue.full_text = False
-    result = build_issue(settings, ComposeOptions(DAY))
+    settings = with_changes(settings, issue={"full_text": False})
+    result = build_issue(settings.issue_config(), ComposeOptions(DAY))
     html = result.files["email.html"].decode()
     assert html.count(">Read more</a>") == len(result.issue.articles)
     assert 'aria-label="Read more: Tenge Steadies' in html
@@ -117,7 +117,7 @@ def test_template_syntax_error_names_file_and_line(settings: Settings) -> None:
     lines[30] = "{% if broken %}"
     template.write_text("\n".join(lines))
     with pytest.raises(TemplateError) as info:
-        build_issue(settings, ComposeOptions(DAY))
+        build_issue(settings.issue_config(), ComposeOptions(DAY))
     assert str(info.value).startswith(f"{template}:")
     assert "template syntax error" in str(info.value)
 
@@ -126,7 +126,7 @@ def test_undefined_variable_in_a_template_names_file_and_line(settings: Settings
     template = settings.templates_dir / "email.txt.j2"
     template.write_text(template.read_text() + "\n{{ issue.no_such_field }}\n")
     with pytest.raises(TemplateError) as info:
-        build_issue(settings, ComposeOptions(DAY))
+        build_issue(settings.issue_config(), ComposeOptions(DAY))
     line = len(template.read_text().splitlines())
     assert str(info.value).startswith(f"{template}:{line}: template error")
     assert "no_such_field" in str(info.value)
@@ -140,8 +140,8 @@ def test_build_checks_flag_unsafe_markup(settings: Settings) -> None:
         '<div style="display:flex;box-shadow:0 0 1px #000000">y</div>',
     )
     template.write_text(text)
-    settings.build.max_html_kb = 10
-    problems = build_issue(settings, ComposeOptions(DAY)).problems
+    settings = with_changes(settings, build={"max_html_kb": 10})
+    problems = build_issue(settings.issue_config(), ComposeOptions(DAY)).problems
     joined = "\n".join(problems)
     for expected in (
         "Gmail clips",
@@ -152,7 +152,7 @@ def test_build_checks_flag_unsafe_markup(settings: Settings) -> None:
     ):
         assert expected in joined
     with pytest.raises(BuildCheckError, match="build check failed"):
-        build_issue(settings, ComposeOptions(DAY), strict=True)
+        build_issue(settings.issue_config(), ComposeOptions(DAY), strict=True)
 
 
 def test_hostile_feed_html_never_reaches_the_email(settings: Settings, tmp_path: Path) -> None:
@@ -174,7 +174,7 @@ def test_hostile_feed_html_never_reaches_the_email(settings: Settings, tmp_path:
             ]
         )
     )
-    result = build_issue(settings, ComposeOptions(DAY, sources=[str(feed)]))
+    result = build_issue(settings.issue_config(), ComposeOptions(DAY, sources=[str(feed)]))
     html = result.files["email.html"].decode().lower()
     for bad in (
         "<script",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from newsletter.sanitize import clean_html, clean_text, truncate
+from newsletter.compose.sanitize import clean_html, clean_text, truncate
 
 HOSTILE = """
 <h1>Headline inside the body</h1>

@@ -15,15 +15,13 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from newsletter.config import ScheduleSettings, Settings, load_settings
-from newsletter.db import Database, schedule_runs
-from newsletter.importer import import_csv
-from newsletter.interests import Vocabulary
-from newsletter.scheduler import SchedulerService, show
-from newsletter.sendlog import SendLockedError
+from newsletter.audience.importer import import_csv
+from newsletter.config import Settings, load_settings, with_changes
+from newsletter.errors import SendLockedError
+from newsletter.schedule.service import SchedulerService, show
+from newsletter.storage.db import Database, schedule_runs
 from tests.conftest import REPO, SMTPServer, rss
 
 ACTIVE_WITH_NEWS = 17  # sample list: 18 active, one follows only "security"
@@ -67,25 +65,19 @@ def sched(workspace: Path, smtp_server: SMTPServer, tmp_path: Path):  # type: ig
     def make(
         cron: str = "*/2 * * * * *", grace: int = 60, **schedule: object
     ) -> tuple[Settings, Database]:
-        settings = load_settings(workspace / "newsletter.toml")
-        settings.database.url = db_url
-        settings.smtp.host, settings.smtp.port, settings.smtp.security = (
-            "127.0.0.1",
-            smtp_server.port,
-            "none",
+        settings = load_settings(
+            workspace / "newsletter.toml",
+            database={"url": db_url},
+            smtp={"host": "127.0.0.1", "port": smtp_server.port, "security": "none"},
+            security={"secret_key": "schedule-test-secret-0123456789"},
+            scheduler={"misfire_grace_time": grace},
+            schedules=[{"name": "weekly", "cron": cron, "lists": ["weekly"], **schedule}],
         )
-        settings.security.secret_key = SecretStr("schedule-test-secret-0123456789")
-        settings.scheduler.misfire_grace_time = grace
-        settings.schedules = [
-            ScheduleSettings(name="weekly", cron=cron, lists=["weekly"], **schedule)
-        ]  # type: ignore[arg-type]
         db = Database(settings.database_url)
         return settings, db
 
     settings, db = make()
-    import_csv(
-        db, REPO / "subscribers" / "weekly.csv", "weekly", Vocabulary.from_settings(settings)
-    )
+    import_csv(db, REPO / "subscribers" / "weekly.csv", "weekly", settings.vocabulary())
     db.dispose()
     return make, smtp_server
 
@@ -231,7 +223,7 @@ def test_nothing_new_means_no_issue(sched, workspace: Path) -> None:  # type: ig
     make, server = sched
     (workspace / "sources" / "feed.xml").write_text(rss([]))
     settings, db = make()
-    settings.sources.markdown = []
+    settings = with_changes(settings, sources={"markdown": []})
     result = SchedulerService(settings, db).run_schedule("weekly")
     assert result["outcome"] == "skipped" and "no new articles" in result["detail"]
     assert server.handler.messages == [] and _runs(db)[0]["outcome"] == "skipped"

@@ -6,20 +6,20 @@ from datetime import date
 
 import pytest
 
-from newsletter.build import build_issue
-from newsletter.compose import ComposeOptions
+from newsletter.audience.importer import import_csv
+from newsletter.audience.segments import edition, edition_urls, plan_from_counts, plan_list
+from newsletter.compose.issuefiles import build_issue
+from newsletter.compose.select import ComposeOptions
 from newsletter.config import Settings
-from newsletter.db import Database
-from newsletter.importer import import_csv
-from newsletter.interests import Vocabulary
-from newsletter.models import Issue
-from newsletter.segments import edition, edition_urls, plan_from_counts, plan_list
+from newsletter.core.interests import Vocabulary
+from newsletter.core.models import Issue
+from newsletter.storage.db import Database
 from tests.conftest import REPO
 
 
 @pytest.fixture
 def issue(settings: Settings) -> Issue:
-    return build_issue(settings, ComposeOptions(date(2026, 11, 16))).issue
+    return build_issue(settings.issue_config(), ComposeOptions(date(2026, 11, 16))).issue
 
 
 def _countries(issue: Issue, urls: tuple[str, ...]) -> set[str]:

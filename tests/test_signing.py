@@ -9,7 +9,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from newsletter.signing import SigningError, SigningProcesses
+from newsletter.delivery.signing import SigningProcesses
+from newsletter.errors import SigningError
 
 
 @pytest.fixture(scope="module")

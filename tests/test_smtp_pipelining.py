@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from newsletter.smtpwire import NOT_SENT, PipelinedSession, Reply
-from newsletter.transports import SMTPConfig, SMTPTransport
+from newsletter.delivery.smtpwire import NOT_SENT, PipelinedSession, Reply
+from newsletter.delivery.transports import SMTPConfig, SMTPTransport
 from tests.conftest import RecordingHandler, SMTPServer, start_smtp, stop_smtp
 
 MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: t\r\n\r\nhello\r\n"

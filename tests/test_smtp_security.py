@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.transports import SMTPConfig, SMTPTransport, TransportError
+from newsletter.delivery.transports import SMTPConfig, SMTPTransport
+from newsletter.errors import TransportError
 from tests.conftest import RecordingHandler, SMTPServer, start_smtp, stop_smtp
 
 trustme = pytest.importorskip("trustme")

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from newsletter.compose import read_sources
+from newsletter.compose.select import read_sources
+from newsletter.compose.sources import load_feed, load_markdown_folder, parse_markdown_file
 from newsletter.config import Settings
 from newsletter.errors import SourceError
-from newsletter.sources import load_feed, load_markdown_folder, parse_markdown_file
 from tests.conftest import rss
 
 ALMATY = ZoneInfo("Asia/Almaty")
@@ -211,7 +211,7 @@ def test_failed_source_is_a_warning_and_the_others_still_count(
         (str(tmp_path / "missing.xml"), False),
         (settings.location("sources/articles"), True),
     ]
-    items, warnings = read_sources(settings, sources)
+    items, warnings = read_sources(settings.issue_config(), sources)
     assert len(items) >= 8
     assert any(str(broken) in w and "malformed XML" in w for w in warnings)
     assert any("missing.xml" in w and "cannot read" in w for w in warnings)

@@ -17,27 +17,28 @@ import pytest
 from sqlalchemy import select
 
 from newsletter import audience
-from newsletter.build import build_and_write
-from newsletter.compose import ComposeOptions
-from newsletter.config import Settings
-from newsletter.db import Database, events, subscribers
-from newsletter.importer import import_csv
-from newsletter.interests import Vocabulary
-from newsletter.tokens import Purpose, Signer
-from newsletter.transports import MaildirTransport
-from newsletter.web import RateLimit, create_app
+from newsletter.audience.importer import import_csv
+from newsletter.compose.issuefiles import build_and_write
+from newsletter.compose.select import ComposeOptions
+from newsletter.config import Settings, with_changes
+from newsletter.core.tokens import Purpose, Signer
+from newsletter.delivery.transports import MaildirTransport
+from newsletter.storage.db import Database, events, subscribers
+from newsletter.web.app import RateLimit, create_app
 from tests.conftest import REPO
 
 SIGNER = Signer(b"web-test-secret-0123456789abcdef")
 
 
 @pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return with_changes(settings, sender={"base_url": "https://news.example.org"})
+
+
+@pytest.fixture
 def web(settings: Settings, db: Database, tmp_path: Path):  # type: ignore[no-untyped-def]
-    settings.sender.base_url = "https://news.example.org"
-    build_and_write(settings, ComposeOptions(date(2026, 11, 16)))
-    import_csv(
-        db, REPO / "subscribers" / "weekly.csv", "weekly", Vocabulary.from_settings(settings)
-    )
+    build_and_write(settings.issue_config(), ComposeOptions(date(2026, 11, 16)))
+    import_csv(db, REPO / "subscribers" / "weekly.csv", "weekly", settings.vocabulary())
     outbox = tmp_path / "outbox"
     app = create_app(settings, db, SIGNER, MaildirTransport(outbox), rate=RateLimit(3, 600))
     with serve(app) as url, httpx.Client(base_url=url, timeout=10) as client:
@@ -49,7 +50,7 @@ def serve(app: object) -> Iterator[str]:
     """The app on a real uvicorn server on 127.0.0.1 (free port), in a thread."""
     import uvicorn
 
-    from newsletter.smtpserver import free_port
+    from newsletter.delivery.localserver import free_port
 
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
@@ -239,15 +240,15 @@ def test_unsubscribe_through_the_endpoint_during_a_send_stops_mail_from_then_on(
     smtp_server,
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
-    from newsletter.cli_delivery import make_limits
-    from newsletter.delivery import Sender, SendOptions
-    from newsletter.transports import SMTPConfig, SMTPTransport
+    from newsletter.delivery.factory import make_limits, send_setup
+    from newsletter.delivery.sender import Sender, SendOptions
+    from newsletter.delivery.transports import SMTPConfig, SMTPTransport
 
     client, db, _ = web
     transport = lambda: SMTPTransport(SMTPConfig("127.0.0.1", smtp_server.port, "none"))  # noqa: E731
 
     def send(**options: object) -> object:
-        sender = Sender(settings, db, transport(), SIGNER, limits=make_limits(settings))
+        sender = Sender(send_setup(settings), db, transport(), SIGNER, limits=make_limits(settings))
         return asyncio.run(sender.run(SendOptions("2026-11-16", "weekly", **options)))  # type: ignore[arg-type]
 
     send(limit=4)

@@ -13,19 +13,18 @@ from pathlib import Path
 import pytest
 
 from newsletter import audience
-from newsletter.build import build_and_write, load_issue
-from newsletter.cli_delivery import make_limits
-from newsletter.compose import ComposeOptions
-from newsletter.config import Settings
-from newsletter.db import Database
-from newsletter.delivery import Sender, SendOptions
-from newsletter.importer import import_csv
-from newsletter.interests import Vocabulary
-from newsletter.segments import edition_urls
-from newsletter.smtpserver import free_port
-from newsletter.tokens import Signer
-from newsletter.transports import MaildirTransport, SMTPConfig, SMTPTransport
-from newsletter.web import create_app
+from newsletter.audience.importer import import_csv
+from newsletter.audience.segments import edition_urls
+from newsletter.compose.issuefiles import build_and_write, load_issue
+from newsletter.compose.select import ComposeOptions
+from newsletter.config import Settings, with_changes
+from newsletter.core.tokens import Signer
+from newsletter.delivery.factory import make_limits, send_setup
+from newsletter.delivery.localserver import free_port
+from newsletter.delivery.sender import Sender, SendOptions
+from newsletter.delivery.transports import MaildirTransport, SMTPConfig, SMTPTransport
+from newsletter.storage.db import Database
+from newsletter.web.app import create_app
 from tests.conftest import REPO, SMTPServer
 
 SIGNER = Signer(b"browser-test-secret-0123456789ab")
@@ -37,15 +36,13 @@ def delivered(
     settings: Settings, tmp_path: Path, smtp_server: SMTPServer
 ) -> Iterator[tuple[str, Database, SMTPServer]]:
     port = free_port()
-    settings.sender.base_url = f"http://127.0.0.1:{port}"
+    settings = with_changes(settings, sender={"base_url": f"http://127.0.0.1:{port}"})
     db = Database(f"sqlite:///{tmp_path / 'web.db'}")
-    build_and_write(settings, ComposeOptions(date(2026, 11, 16)))
-    import_csv(
-        db, REPO / "subscribers" / "weekly.csv", "weekly", Vocabulary.from_settings(settings)
-    )
+    build_and_write(settings.issue_config(), ComposeOptions(date(2026, 11, 16)))
+    import_csv(db, REPO / "subscribers" / "weekly.csv", "weekly", settings.vocabulary())
     transport = SMTPTransport(SMTPConfig("127.0.0.1", smtp_server.port, "none"))
     asyncio.run(
-        Sender(settings, db, transport, SIGNER, limits=make_limits(settings)).run(
+        Sender(send_setup(settings), db, transport, SIGNER, limits=make_limits(settings)).run(
             SendOptions("2026-11-16", "weekly")
         )
     )
@@ -108,11 +105,11 @@ def test_changing_preferences_changes_the_next_edition(
     with db.connect() as conn:
         interests = audience.get(conn, "nodira@example.org").interests
     assert interests == "Kazakhstan"
-    issue = load_issue(settings, "2026-11-16")
+    issue = load_issue(settings.issues_dir, "2026-11-16")
     countries = {
         a.country
         for a in issue.articles
-        if a.url in edition_urls(issue, interests, Vocabulary.from_settings(settings))
+        if a.url in edition_urls(issue, interests, settings.vocabulary())
     }
     assert countries == {"Kazakhstan", "Regional"}
     page.screenshot(path=str(Path(settings.workspace) / "preferences.png"), full_page=True)

@@ -7,14 +7,14 @@ from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from newsletter.compose import compute_window
+from newsletter.compose.select import compute_window
 from newsletter.config import Settings
 
 ALMATY = ZoneInfo("Asia/Almaty")
 
 
 def test_without_an_earlier_issue_the_window_is_the_last_seven_days(settings: Settings) -> None:
-    window = compute_window(settings, date(2026, 11, 16), None)
+    window = compute_window(settings.issue_config(), date(2026, 11, 16), None)
     assert window.start == datetime(2026, 11, 10, tzinfo=ALMATY)
     assert window.end == datetime(2026, 11, 17, tzinfo=ALMATY)
 
@@ -26,12 +26,12 @@ def test_the_window_starts_where_the_previous_issue_ended(settings: Settings) ->
         json.dumps({"window": {"end": "2026-11-09T18:00:00+05:00"}})
     )
     (settings.issues_dir / "2026-11-20").mkdir()  # a later folder without issue.json is ignored
-    window = compute_window(settings, date(2026, 11, 16), None)
+    window = compute_window(settings.issue_config(), date(2026, 11, 16), None)
     assert window.start == datetime(2026, 11, 9, 18, tzinfo=ALMATY)
 
 
 def test_since_overrides_the_start(settings: Settings) -> None:
-    window = compute_window(settings, date(2026, 11, 16), date(2026, 11, 1))
+    window = compute_window(settings.issue_config(), date(2026, 11, 16), date(2026, 11, 1))
     assert window.start == datetime(2026, 11, 1, tzinfo=ALMATY)
 
 
@@ -45,7 +45,7 @@ def test_window_days_and_timezone_are_configurable(workspace: Path) -> None:
         .replace("window_days = 7", "window_days = 3")
     )
     settings = load_settings(cfg)
-    window = compute_window(settings, date(2026, 11, 16), None)
+    window = compute_window(settings.issue_config(), date(2026, 11, 16), None)
     london = ZoneInfo("Europe/London")
     assert (window.start, window.end) == (
         datetime(2026, 11, 14, tzinfo=london),

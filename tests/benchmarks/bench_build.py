@@ -19,10 +19,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from newsletter.build import build_issue, render_options  # noqa: E402
-from newsletter.compose import ComposeOptions, compose_issue  # noqa: E402
+from newsletter.compose.issuefiles import build_issue  # noqa: E402
+from newsletter.compose.render import inline_css, render_issue  # noqa: E402
+from newsletter.compose.select import ComposeOptions, compose_issue  # noqa: E402
 from newsletter.config import load_settings  # noqa: E402
-from newsletter.render import inline_css, render_issue  # noqa: E402
 
 PLACES = ["Astana", "Bishkek", "Dushanbe", "Ashgabat", "Tashkent", "Central Asia"]
 TOPICS = ["Economy", "Energy", "Transport", "Politics", "Technology", "Environment"]
@@ -73,13 +73,13 @@ def main() -> None:
         totals, composes, renders, inlines = [], [], [], []
         for _ in range(args.repeat):
             t0 = time.perf_counter()
-            result = build_issue(settings, options)
+            result = build_issue(settings.issue_config(), options)
             totals.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            issue = compose_issue(settings, options)
+            issue = compose_issue(settings.issue_config(), options)
             composes.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            render_issue(issue, render_options(settings))
+            render_issue(issue, settings.render_options())
             renders.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
             inline_css(result.rendered.web_html)

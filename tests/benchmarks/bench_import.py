@@ -54,17 +54,14 @@ def generate(path: Path, rows: int) -> None:
 
 
 def child(csv_path: str, db_url: str) -> None:
+    from newsletter.audience.importer import import_csv
     from newsletter.config import load_settings
-    from newsletter.db import Database
-    from newsletter.importer import import_csv
-    from newsletter.interests import Vocabulary
+    from newsletter.storage.db import Database
 
     settings = load_settings(REPO / "newsletter.toml")
     db = Database(db_url)
     t0 = time.perf_counter()
-    report = import_csv(
-        db, Path(csv_path), "weekly", Vocabulary.from_settings(settings), batch_size=5000
-    )
+    report = import_csv(db, Path(csv_path), "weekly", settings.vocabulary(), batch_size=5000)
     elapsed = time.perf_counter() - t0
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(
@@ -99,19 +96,18 @@ def run_import(rows: int, tmp: Path) -> dict[str, float]:
 
 
 def plan(db_url: str) -> None:
-    from newsletter.build import build_issue
-    from newsletter.compose import ComposeOptions
+    from newsletter.audience.segments import plan_list
+    from newsletter.compose.issuefiles import build_issue
+    from newsletter.compose.select import ComposeOptions
     from newsletter.config import load_settings
-    from newsletter.db import Database
-    from newsletter.interests import Vocabulary
-    from newsletter.segments import plan_list
+    from newsletter.storage.db import Database
 
     settings = load_settings(REPO / "newsletter.toml")
-    issue = build_issue(settings, ComposeOptions(date(2026, 11, 16))).issue
+    issue = build_issue(settings.issue_config(), ComposeOptions(date(2026, 11, 16))).issue
     db = Database(db_url)
     with db.connect() as conn:
         t0 = time.perf_counter()
-        result = plan_list(conn, issue, "weekly", Vocabulary.from_settings(settings))
+        result = plan_list(conn, issue, "weekly", settings.vocabulary())
         elapsed = time.perf_counter() - t0
     print(
         f"variant planning         : {elapsed:.2f} s for {result.subscribers:,} active subscribers "

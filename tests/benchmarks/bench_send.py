@@ -110,32 +110,29 @@ def child(ws: str, port: int, concurrency: int, key_file: str) -> None:
     import asyncio
     from datetime import date
 
-    from newsletter.build import build_and_write
-    from newsletter.cli_delivery import make_dkim, make_limits
-    from newsletter.compose import ComposeOptions
+    from newsletter.audience.importer import import_csv
+    from newsletter.compose.issuefiles import build_and_write
+    from newsletter.compose.select import ComposeOptions
     from newsletter.config import load_settings
-    from newsletter.db import Database
-    from newsletter.delivery import Sender, SendOptions
-    from newsletter.importer import import_csv
-    from newsletter.interests import Vocabulary
-    from newsletter.tokens import Signer
-    from newsletter.transports import SMTPConfig, SMTPTransport
+    from newsletter.core.tokens import Signer
+    from newsletter.delivery.factory import make_dkim, make_limits, send_setup
+    from newsletter.delivery.sender import Sender, SendOptions
+    from newsletter.delivery.transports import SMTPConfig, SMTPTransport
+    from newsletter.storage.db import Database
 
-    settings = load_settings(Path(ws) / "newsletter.toml")
-    settings.smtp.concurrency = concurrency
-    if key_file:
-        settings.dkim.domain, settings.dkim.selector, settings.dkim.private_key_file = (
-            "news.example.org",
-            "bench",
-            key_file,
-        )
-    build_and_write(settings, ComposeOptions(date.fromisoformat(DAY)))
+    dkim = {"domain": "news.example.org", "selector": "bench", "private_key_file": key_file}
+    settings = load_settings(
+        Path(ws) / "newsletter.toml",
+        smtp={"concurrency": concurrency},
+        dkim=dkim if key_file else {},
+    )
+    build_and_write(settings.issue_config(), ComposeOptions(date.fromisoformat(DAY)))
     db = Database(settings.database_url)
-    import_csv(db, Path(ws) / "people.csv", "weekly", Vocabulary.from_settings(settings))
+    import_csv(db, Path(ws) / "people.csv", "weekly", settings.vocabulary())
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     transport = SMTPTransport(SMTPConfig("127.0.0.1", port, "none", timeout=60))
     sender = Sender(
-        settings,
+        send_setup(settings),
         db,
         transport,
         Signer(b"bench-secret-key-0123456789abcdef"),

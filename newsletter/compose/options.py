@@ -1,0 +1,42 @@
+"""What composing and building an issue need to know, as one small frozen object.
+
+Built from the settings at the edge (:meth:`newsletter.config.Settings.issue_config`); every path
+and location in it is already resolved against the workspace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, tzinfo
+from pathlib import Path
+
+from newsletter.compose.render import RenderOptions
+
+
+@dataclass(frozen=True)
+class IssueConfig:
+    issues_dir: Path
+    render: RenderOptions
+    rates_history: Path  # where every day of rates fetched is kept
+    title: str = "Central Asia Weekly"
+    timezone: str = "UTC"
+    tz: tzinfo = UTC
+    window_days: int = 7
+    summary_chars: int = 300
+    countries: tuple[str, ...] = ()
+    regional: str = "Regional"
+    topics: tuple[str, ...] = ()
+    topic_aliases: dict[str, str] = field(default_factory=dict)
+    feeds: tuple[str, ...] = ()  # resolved locations: URLs, or absolute paths
+    markdown: tuple[str, ...] = ()  # absolute paths of Markdown folders
+    timeout: float = 5.0  # seconds, per source fetch
+    rates_source: str = ""  # resolved location, or "" for none
+    rates_base: str = "USD"
+    rates_currencies: tuple[str, ...] = ()
+    max_html_kb: float = 102.0
+    max_text_line: int = 78
+    strict: bool = False
+
+    @property
+    def all_countries(self) -> list[str]:
+        return [*self.countries, self.regional]

@@ -1,0 +1,207 @@
+"""Render an issue with the Jinja2 templates in ``templates/`` and inline its CSS with premailer.
+
+Three documents come out of one :class:`~newsletter.models.Issue`:
+
+* ``email.html``: ``email.html.j2`` in email mode, CSS inlined (``@media`` rules kept in a
+  ``<style>`` block with their ``!important``), whitespace between lines removed;
+* ``index.html``: the same template in web mode (no unsubscribe placeholders, CSS not inlined);
+* ``email.txt``: ``email.txt.j2``, with article HTML turned into wrapped text.
+
+The unsubscribe and preferences links are the placeholders below; delivery fills them in.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cssutils
+import jinja2
+from markupsafe import Markup
+from premailer import Premailer
+
+from newsletter.compose.plaintext import LinkRefs, html_to_text, underline, wrap
+from newsletter.core.models import Issue, date_text
+from newsletter.errors import TemplateError
+
+UNSUBSCRIBE_PLACEHOLDER = "%%unsubscribe_url%%"
+PREFERENCES_PLACEHOLDER = "%%preferences_url%%"
+PLACEHOLDERS = (UNSUBSCRIBE_PLACEHOLDER, PREFERENCES_PLACEHOLDER)
+
+HTML_TEMPLATE = "email.html.j2"
+TEXT_TEMPLATE = "email.txt.j2"
+
+# Six-digit colours survive Outlook.com; premailer would otherwise shorten #ffffff to #fff.
+cssutils.ser.prefs.minimizeColorHash = False
+cssutils.log.setLevel(logging.CRITICAL)
+
+_BLANK_LINES = re.compile(r"\n\s*\n+")
+_LEADING_SPACE = re.compile(r"^[ \t]+", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class RenderedIssue:
+    email_html: str
+    email_txt: str
+    web_html: str
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    templates_dir: Path
+    tagline: str = ""
+    full_text: bool = True
+    web_url: str = ""
+    language: str = "en"
+    text_width: int = 78
+
+
+def _autoescape(name: str | None) -> bool:
+    return bool(name) and ".html" in str(name)
+
+
+def make_environment(templates_dir: Path) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(templates_dir)),
+        autoescape=_autoescape,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters["wrap"] = wrap
+    env.filters["underline"] = underline
+    return env
+
+
+def _template_failure(exc: Exception, templates_dir: Path, name: str) -> TemplateError:
+    """Turn any Jinja2 failure into a TemplateError naming the template file and line."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        path = Path(exc.filename) if exc.filename else templates_dir / (exc.name or name)
+        return TemplateError(f"template syntax error: {exc.message}", path=path, line=exc.lineno)
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return TemplateError(f"template {exc.name!r} not found", path=templates_dir / str(exc.name))
+    path, line = templates_dir / name, None
+    for frame, lineno in traceback.walk_tb(exc.__traceback__):
+        filename = frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            path, line = Path(filename), lineno
+    return TemplateError(f"template error: {exc}", path=path, line=line)
+
+
+def _render(
+    env: jinja2.Environment, name: str, context: dict[str, Any], templates_dir: Path
+) -> str:
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateError as exc:
+        raise _template_failure(exc, templates_dir, name) from None
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError) as exc:
+        raise _template_failure(exc, templates_dir, name) from None
+
+
+def preheader(issue: Issue, limit: int = 140) -> str:
+    """The inbox preview line: the first headline of each section."""
+    heads = [s.articles[0].title for s in issue.sections if s.articles]
+    text = " · ".join(heads)
+    return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _context(issue: Issue, options: RenderOptions, mode: str) -> dict[str, Any]:
+    sections = []
+    for section in issue.sections:
+        articles = []
+        for a in section.articles:
+            articles.append(
+                {
+                    "title": a.title,
+                    "url": a.url,
+                    "published": a.published,
+                    "published_text": date_text(a.published.date()),
+                    "summary": a.summary,
+                    "body_html": Markup(a.body_html),  # sanitised by nh3 in compose
+                    "topics": list(a.topics),
+                    "country": a.country,
+                    "image": a.image,
+                    "image_alt": a.image_alt,
+                }
+            )
+        sections.append({"country": section.country, "slug": section.slug, "articles": articles})
+    rates = issue.rates
+    web_url = f"{options.web_url}/archive/{issue.day.isoformat()}" if options.web_url else ""
+    return {
+        "mode": mode,
+        "issue": {
+            "title": issue.title,
+            "name": issue.title.split(" — ")[0],
+            "date": issue.day,
+            "date_text": issue.date_text,
+            "tagline": options.tagline,
+            "preheader": preheader(issue),
+            "article_count": len(issue.articles),
+        },
+        "rates": {
+            "available": rates.available,
+            "base": rates.base,
+            "date": rates.day,
+            "date_text": date_text(rates.day) if rates.day else "",
+            "rows": [r.to_json() for r in rates.rows],
+        },
+        "sections": sections,
+        "arrows": {"up": "▲", "down": "▼", "flat": "="},
+        "full_text": options.full_text,
+        "language": options.language,
+        "urls": {
+            "unsubscribe": UNSUBSCRIBE_PLACEHOLDER if mode == "email" else "",
+            "preferences": PREFERENCES_PLACEHOLDER if mode == "email" else "",
+            "web": web_url,
+            "home": options.web_url,
+        },
+    }
+
+
+def inline_css(html: str) -> str:
+    """Inline the ``<style>`` rules with premailer, keep ``@media`` rules, no network access."""
+    transformed = Premailer(
+        html,
+        allow_network=False,
+        strip_important=False,
+        keep_style_tags=False,
+        remove_classes=False,
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+        exclude_pseudoclasses=True,
+    ).transform()
+    return minify(str(transformed))
+
+
+def minify(html: str) -> str:
+    """Drop indentation and blank lines (not inside ``<pre>``, which is left alone)."""
+    if "<pre" in html:
+        return html
+    return _BLANK_LINES.sub("\n", _LEADING_SPACE.sub("", html)).strip() + "\n"
+
+
+def render_issue(issue: Issue, options: RenderOptions) -> RenderedIssue:
+    env = make_environment(options.templates_dir)
+    email_raw = _render(
+        env, HTML_TEMPLATE, _context(issue, options, "email"), options.templates_dir
+    )
+    web_html = _render(env, HTML_TEMPLATE, _context(issue, options, "web"), options.templates_dir)
+    text_context = _context(issue, options, "email")
+    refs = LinkRefs()
+    text_context["links"] = refs
+    text_context["width"] = options.text_width
+    text_context["to_text"] = lambda fragment: html_to_text(str(fragment), refs, options.text_width)
+    email_txt = _render(env, TEXT_TEMPLATE, text_context, options.templates_dir)
+    return RenderedIssue(inline_css(email_raw), _tidy_text(email_txt), web_html)
+
+
+def _tidy_text(text: str) -> str:
+    lines = [line.rstrip() for line in text.splitlines()]
+    out = "\n".join(lines)
+    return re.sub(r"\n{3,}", "\n\n", out).strip() + "\n"

@@ -1,0 +1,105 @@
+"""The one place where delivery reads the settings: it builds transports, signers, limits and
+senders from them. The CLI, the scheduler and the web app call it; the rest of ``delivery`` takes
+the small typed objects it returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from newsletter.config import Settings
+from newsletter.core.tokens import Signer, load_key
+from newsletter.delivery.message import DKIMSigner
+from newsletter.delivery.sender import Identity, Limits, Sender, SendSetup
+from newsletter.delivery.transports import MaildirTransport, SMTPConfig, SMTPTransport, Transport
+from newsletter.storage.db import Database
+
+
+def make_signer(settings: Settings) -> Signer:
+    """The signer of unsubscribe/preferences tokens (raises KeyFileError without a key)."""
+    key = load_key(
+        settings.security.secret_key.get_secret_value(),
+        settings.path(settings.security.secret_key_file),
+    )
+    return Signer(key)
+
+
+def make_dkim(settings: Settings) -> DKIMSigner | None:
+    if not settings.dkim.domain:
+        return None
+    return DKIMSigner(
+        settings.dkim.domain, settings.dkim.selector, settings.path(settings.dkim.private_key_file)
+    )
+
+
+def smtp_config(settings: Settings) -> SMTPConfig:
+    smtp = settings.smtp
+    return SMTPConfig(
+        host=smtp.host,
+        port=smtp.port,
+        security=smtp.security,
+        username=smtp.username,
+        password=smtp.password.get_secret_value(),
+        timeout=smtp.timeout,
+        pipelining=smtp.pipelining,
+        verify=smtp.verify,
+        ca_file=str(settings.path(smtp.ca_file)) if smtp.ca_file else "",
+    )
+
+
+def make_transport(settings: Settings) -> Transport:
+    """SMTP when ``smtp.host`` is set, else the local Maildir outbox."""
+    if not settings.smtp.host:
+        return MaildirTransport(settings.path(settings.smtp.outbox))
+    return SMTPTransport(smtp_config(settings))
+
+
+def make_limits(settings: Settings) -> Limits:
+    smtp = settings.smtp
+    return Limits(
+        concurrency=smtp.concurrency,
+        rate_per_second=smtp.rate_per_second,
+        rate_per_hour=smtp.rate_per_hour,
+        retries=smtp.retries,
+        backoff=smtp.backoff,
+        bounce_limit=smtp.bounce_limit,
+        pause_after_errors=smtp.pause_after_errors,
+    )
+
+
+def send_setup(settings: Settings) -> SendSetup:
+    s = settings.sender
+    return SendSetup(
+        issues_dir=settings.issues_dir,
+        render=settings.render_options(),
+        vocabulary=settings.vocabulary(),
+        identity=Identity(
+            from_address=s.from_address,
+            from_name=s.from_name,
+            subject=s.subject,
+            list_id=s.list_id,
+            base_url=s.base_url or settings.issue.web_url,
+            unsubscribe_mailto=s.unsubscribe_mailto,
+            reply_to=s.reply_to,
+        ),
+    )
+
+
+def make_sender(
+    settings: Settings,
+    database: Database,
+    *,
+    transport: Transport | None = None,
+    signer: Signer | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Sender:
+    """A sender with every part built from the settings unless given."""
+    return Sender(
+        send_setup(settings),
+        database,
+        transport or make_transport(settings),
+        signer or make_signer(settings),
+        limits=make_limits(settings),
+        dkim=make_dkim(settings),
+        progress=progress,
+    )

@@ -1,0 +1,308 @@
+"""Sending an issue to a list: queue, claim, personalise, deliver, record.
+
+Each variant is rendered and turned into a :class:`~newsletter.message.MessageTemplate` once;
+each subscriber's message is then personalised from it. Rows are claimed from the send log in
+small batches (the subscriber's status and interests are read at that moment, so an unsubscribe
+during a send takes effect for every message not yet claimed), sent by ``concurrency`` workers
+through the transport, and their outcomes written back in batches. A killed sender leaves its
+claimed rows in ``sending``; the next run puts them back in the queue (those few may be sent
+twice; nobody is lost). Temporary failures (4xx, timeouts, dropped connections) are retried with
+exponential backoff, then left ``deferred`` for the next run; 5xx is ``failed``. Too many
+connection failures in a row, or a refused login, pause the send with a message.
+
+This module holds the send as a whole (options, summary, variants, the run record and lock);
+the loop that claims, personalises, signs, sends and records is :mod:`newsletter.delivery.sendloop`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from newsletter.audience.segments import edition, edition_urls, plan_list, variant_id
+from newsletter.audience.subscribers import list_id
+from newsletter.compose.issuefiles import load_issue
+from newsletter.compose.render import RenderOptions, render_issue
+from newsletter.core.interests import Vocabulary
+from newsletter.core.models import Issue
+from newsletter.core.tokens import Signer
+from newsletter.delivery import sendlog
+from newsletter.delivery.message import (
+    DKIMSigner,
+    MessageTemplate,
+    Recipient,
+    SenderConfig,
+)
+from newsletter.delivery.sendloop import RateLimiter, SendLoop
+from newsletter.delivery.transports import Transport
+from newsletter.errors import TransportError
+from newsletter.storage import locks
+from newsletter.storage.db import Database, now
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    issue: str
+    list_name: str
+    dry_run: bool = False
+    limit: int | None = None
+    to: str | None = None
+    origin: str = "cli"
+
+
+@dataclass(frozen=True)
+class Limits:
+    concurrency: int = 4
+    rate_per_second: float = 0.0
+    rate_per_hour: int = 0
+    retries: int = 3
+    backoff: float = 2.0
+    bounce_limit: int = 3
+    pause_after_errors: int = 10
+    batch: int = 200
+
+
+@dataclass
+class SendSummary:
+    issue: str
+    list_name: str
+    transport: str
+    queued_now: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    skipped: int = 0
+    bounced: int = 0
+    variants: int = 0
+    seconds: float = 0.0
+    paused: str | None = None
+    stopped: bool = False
+    dry_run: bool = False
+    test_copies: int = 0
+    totals: dict[str, int] = field(
+        default_factory=dict
+    )  # the whole log of this issue after the run
+
+    @property
+    def remaining(self) -> int:
+        return (
+            self.totals.get("queued", 0)
+            + self.totals.get("deferred", 0)
+            + self.totals.get("sending", 0)
+        )
+
+    @property
+    def outcome(self) -> str:
+        if self.paused:
+            return "paused"
+        if self.dry_run or self.test_copies:
+            return "dry-run" if self.dry_run else "test"
+        if self.remaining:
+            return "incomplete"
+        return "failures" if self.totals.get("failed", 0) else "complete"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who sends (the ``[sender]`` settings), before an issue gives the subject its values."""
+
+    from_address: str
+    from_name: str = ""
+    subject: str = "{title}"  # str.format with name, date, title, issue
+    list_id: str = ""
+    base_url: str = ""  # where /u/TOKEN and /p/TOKEN are served; default https://DOMAIN
+    unsubscribe_mailto: str = ""
+    reply_to: str = ""
+
+
+@dataclass(frozen=True)
+class SendSetup:
+    """What a send needs besides its parts (database, transport, signers): small and typed."""
+
+    issues_dir: Path
+    render: RenderOptions
+    vocabulary: Vocabulary
+    identity: Identity
+
+
+def sender_config(identity: Identity, issue: Issue) -> SenderConfig:
+    s = identity
+    name = issue.title.split(" — ")[0]
+    domain = s.from_address.rpartition("@")[2]
+    return SenderConfig(
+        from_address=s.from_address,
+        from_name=s.from_name,
+        subject=s.subject.format(
+            name=name, date=issue.date_text, title=issue.title, issue=issue.day.isoformat()
+        ),
+        list_id=s.list_id or f"{name} <{issue_list_slug(name)}.{domain}>",
+        base_url=s.base_url or f"https://{domain}",
+        unsubscribe_mailto=s.unsubscribe_mailto or f"unsubscribe@{domain}",
+        reply_to=s.reply_to,
+    )
+
+
+def issue_list_slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-") or "newsletter"
+
+
+class Sender:
+    """One send of one issue to one list (see the module docstring)."""
+
+    def __init__(
+        self,
+        setup: SendSetup,
+        database: Database,
+        transport: Transport,
+        signer: Signer,
+        *,
+        limits: Limits,
+        dkim: DKIMSigner | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.setup = setup
+        self.db = database
+        self.transport = transport
+        self.signer = signer
+        self.limits = limits
+        self.dkim = dkim
+        self.progress = progress or (lambda done, total: None)
+        self.vocabulary = setup.vocabulary
+        self.stop_requested = False
+        self.owner = locks.owner_name()
+        self._templates: dict[str, MessageTemplate | None] = {}
+        self._variants: dict[str, tuple[str, MessageTemplate | None]] = {}  # by interests
+        self._issue: Issue | None = None
+
+    def request_stop(self) -> None:
+        """Stop claiming; messages in flight finish; the rest stays queued (SIGTERM, SIGINT)."""
+        self.stop_requested = True
+
+    # -- variants
+    def variant(self, issue: Issue, interests: str) -> tuple[str, MessageTemplate | None]:
+        known = self._variants.get(interests)
+        if known is not None:
+            return known
+        urls = edition_urls(issue, interests, self.vocabulary)
+        vid = variant_id(urls) if urls else ""
+        if vid and vid not in self._templates:
+            rendered = render_issue(edition(issue, urls), self.setup.render)
+            self._templates[vid] = MessageTemplate(
+                issue.day.isoformat(),
+                vid,
+                rendered,
+                sender_config(self.setup.identity, issue),
+                self.signer,
+                self.dkim,
+            )
+        known = self._variants[interests] = (vid, self._templates.get(vid))
+        return known
+
+    @property
+    def variant_count(self) -> int:
+        return len(self._templates)
+
+    # -- entry point
+    async def run(self, options: SendOptions) -> SendSummary:
+        issue = load_issue(self.setup.issues_dir, options.issue)
+        summary = SendSummary(
+            options.issue, options.list_name, self.transport.name, dry_run=options.dry_run
+        )
+        started = time.monotonic()
+        if options.to:
+            await self._test_copies(issue, options, summary)
+        elif options.dry_run:
+            self._dry_run(issue, options, summary)
+        else:
+            await self._send(issue, options, summary)
+        summary.seconds = time.monotonic() - started
+        return summary
+
+    async def _test_copies(self, issue: Issue, options: SendOptions, summary: SendSummary) -> None:
+        with self.db.connect() as conn:
+            plan = plan_list(conn, issue, options.list_name, self.vocabulary)
+        await self.transport.open()
+        try:
+            for variant in plan.variants or []:
+                _, template = self.variant(issue, variant.interest_sets[0])
+                if template is None:
+                    continue
+                message = template.personalise(Recipient(0, options.to or "", "Test copy"), now())
+                delivery = await self.transport.send(
+                    self.setup.identity.from_address, options.to or "", message
+                )
+                if delivery.state != "sent":
+                    raise TransportError(
+                        f"test copy of {variant.id} to {options.to}: {delivery.reply}"
+                    )
+                summary.test_copies += 1
+        finally:
+            await self.transport.close()
+        summary.variants = len(plan.variants)
+
+    def _dry_run(self, issue: Issue, options: SendOptions, summary: SendSummary) -> None:
+        with self.db.connect() as conn:
+            plan = plan_list(conn, issue, options.list_name, self.vocabulary)
+            summary.totals = sendlog.counts(conn, options.issue)
+        for variant in plan.variants:
+            self.variant(issue, variant.interest_sets[0])
+        summary.variants = len(plan.variants)
+        summary.queued_now = max(0, plan.subscribers - summary.totals.get("sent", 0))
+        summary.skipped = plan.skipped
+
+    async def _send(self, issue: Issue, options: SendOptions, summary: SendSummary) -> None:
+        single = self.db.backend != "postgresql"
+        lock = f"send:{options.issue}"
+        with self.db.connect() as conn, conn.begin():
+            lid = list_id(conn, options.list_name)
+            if single:
+                locks.acquire_lock(conn, lock, self.owner)
+            sendlog.recover(conn, options.issue, single_sender=single)
+            summary.queued_now = sendlog.enqueue(conn, options.issue, lid)
+            run_id = sendlog.start_run(conn, options.issue, options.list_name, options.origin)
+            recent = (
+                sendlog.sent_since(conn, now() - timedelta(hours=1))
+                if self.limits.rate_per_hour
+                else []
+            )
+            total = sum(
+                v
+                for k, v in sendlog.counts(conn, options.issue).items()
+                if k in ("queued", "deferred", "sending")
+            )
+        message = ""
+        try:
+            await SendLoop(
+                self,
+                issue,
+                options,
+                summary,
+                RateLimiter(self.limits.rate_per_second, self.limits.rate_per_hour, recent),
+                total,
+            ).run()
+        except TransportError as exc:
+            summary.paused = str(exc)
+        finally:
+            with self.db.connect() as conn, conn.begin():
+                summary.totals = sendlog.counts(conn, options.issue)
+                if summary.paused:
+                    message = f"paused: {summary.paused}"
+                elif summary.stopped:
+                    message = "stopped on request"
+                sendlog.finish_run(
+                    conn,
+                    run_id,
+                    summary.outcome,
+                    {
+                        "sent": summary.sent,
+                        "deferred": summary.deferred,
+                        "failed": summary.failed,
+                        "skipped": summary.skipped,
+                    },
+                    message,
+                )
+                if single:
+                    locks.release_lock(conn, lock, self.owner)

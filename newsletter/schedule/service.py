@@ -1,0 +1,377 @@
+"""The weekly issue goes out by itself: APScheduler 3 with its job store in our database.
+
+* Schedules come from ``[[schedules]]`` in the config (cron in the configured time zone).
+* Jobs live in an ``SQLAlchemyJobStore`` in the project's database, with ``coalesce`` and
+  ``max_instances=1`` and a configurable misfire grace time: a scheduler that was down at 07:00
+  and is back at 09:00 still runs that week's job once; one that was down for three weeks runs
+  only the latest, once. A restart keeps the stored next run times (jobs whose trigger did not
+  change are left as they are).
+* Only one scheduler runs per database: it holds the ``scheduler`` lock row (with a heartbeat);
+  a second one exits with a message, or waits with ``--wait``. The send log's unique
+  (issue, subscriber) key holds in any case.
+* Each run's outcome is written to ``schedule_runs`` and logged.
+* ``stop()`` (SIGTERM, SIGINT) asks running sends to stop: messages in flight finish, the rest
+  stay queued for the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from datetime import date, datetime, timedelta, tzinfo
+from typing import Any
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from sqlalchemy import insert, select, update
+
+from newsletter.compose.issuefiles import build_and_write, load_issue
+from newsletter.compose.select import ComposeOptions
+from newsletter.config import ScheduleSettings, Settings
+from newsletter.delivery.factory import make_sender
+from newsletter.errors import NewsletterError, NoArticlesError, ScheduleError, SendLockedError
+from newsletter.storage import locks
+from newsletter.storage.db import Database, lists, now, schedule_runs
+
+log = logging.getLogger("newsletter.schedule.service")
+LOCK = "scheduler"
+JOBS_TABLE = "apscheduler_jobs"
+
+
+def parse_cron(expr: str, tz: tzinfo) -> CronTrigger:
+    """Five fields (minute hour day month weekday), or six with seconds first."""
+    fields = expr.split()
+    if len(fields) == 5:
+        return CronTrigger.from_crontab(expr, timezone=tz)
+    if len(fields) == 6:
+        second, minute, hour, day, month, day_of_week = fields
+        return CronTrigger(
+            second=second,
+            minute=minute,
+            hour=hour,
+            day=day,
+            month=month,
+            day_of_week=day_of_week,
+            timezone=tz,
+        )
+    raise ValueError(f"{len(fields)} fields; a cron expression has 5 (or 6 with seconds first)")
+
+
+def check_schedules(settings: Settings, database: Database) -> dict[str, CronTrigger]:
+    """Every schedule's trigger; raises ScheduleError naming the first bad schedule."""
+    if not settings.schedules:
+        raise ScheduleError("no schedules configured: add a [[schedules]] table to the config")
+    triggers = {}
+    with database.connect() as conn:
+        known = {name for (name,) in conn.execute(select(lists.c.name))}
+    for schedule in settings.schedules:
+        try:
+            triggers[schedule.name] = parse_cron(schedule.cron, settings.issue.tz)
+        except ValueError as exc:
+            raise ScheduleError(
+                f"bad cron expression {schedule.cron!r}: {exc}", schedule=schedule.name
+            ) from None
+        for name in schedule.lists:
+            if name not in known:
+                raise ScheduleError(
+                    f"unknown list {name!r} (lists: {', '.join(sorted(known)) or 'none yet'})",
+                    schedule=schedule.name,
+                )
+    return triggers
+
+
+def next_times(trigger: CronTrigger, count: int, start: datetime | None = None) -> list[datetime]:
+    times: list[datetime] = []
+    previous = None
+    moment = start or datetime.now(trigger.timezone)
+    for _ in range(count):
+        fire = trigger.get_next_fire_time(previous, moment)
+        if fire is None:
+            break
+        times.append(fire)
+        previous, moment = fire, fire + timedelta(microseconds=1)
+    return times
+
+
+_current: SchedulerService | None = None
+
+
+def run_job(name: str) -> None:
+    """The APScheduler job target (stored by reference in the job store)."""
+    if _current is None:  # pragma: no cover - a job only runs inside a started service
+        log.error("schedule %s fired outside a running scheduler", name)
+        return
+    _current.run_schedule(name)
+
+
+class SchedulerService:
+    """``newsletter schedule run``: see the module docstring."""
+
+    def __init__(
+        self, settings: Settings, database: Database, *, sender_factory: Any = None
+    ) -> None:
+        self.settings = settings
+        self.db = database
+        self.owner = locks.owner_name()
+        self.sender_factory = sender_factory  # (settings, db) -> Sender; the CLI's by default
+        self.schedules = {s.name: s for s in settings.schedules}
+        self._stop = threading.Event()
+        self._active: set[Any] = set()
+        self._active_lock = threading.Lock()
+        self._scheduler: BackgroundScheduler | None = None
+        self._heartbeat: threading.Thread | None = None
+
+    # -- lifecycle
+    def acquire(self, wait: bool = False, poll: float = 5.0) -> None:
+        while True:
+            try:
+                with self.db.connect() as conn, conn.begin():
+                    locks.acquire_lock(conn, LOCK, self.owner)
+                return
+            except SendLockedError as exc:
+                message = str(exc).replace(
+                    f"{LOCK} is held", "another scheduler is running on this database: held"
+                )
+                if not wait:
+                    raise SendLockedError(
+                        message + " (use --wait to wait for it)", name=LOCK, owner=exc.owner
+                    ) from None
+                log.info("%s; waiting", message)
+                if self._stop.wait(poll):
+                    raise SendLockedError(
+                        "stopped while waiting for the scheduler lock", name=LOCK, owner=exc.owner
+                    ) from None
+
+    def start(self, *, wait_for_lock: bool = False) -> None:
+        global _current
+        triggers = check_schedules(self.settings, self.db)
+        self.acquire(wait_for_lock)
+        _current = self
+        store = SQLAlchemyJobStore(engine=self.db.engine, tablename=JOBS_TABLE)
+        scheduler = BackgroundScheduler(
+            jobstores={"default": store},
+            job_defaults={
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": self.settings.scheduler.misfire_grace_time,
+            },
+            timezone=self.settings.issue.tz,
+        )
+        scheduler.start(paused=True)
+        wanted = {f"schedule:{name}": trigger for name, trigger in triggers.items()}
+        for job in scheduler.get_jobs():
+            if job.id not in wanted:
+                log.info("removing job %s: no longer configured", job.id)
+                job.remove()
+        for job_id, trigger in wanted.items():
+            existing = scheduler.get_job(job_id)
+            if existing is not None and str(existing.trigger) == str(trigger):
+                continue  # keep its stored next run time: a missed run is still due
+            scheduler.add_job(
+                run_job,
+                trigger,
+                args=[job_id.split(":", 1)[1]],
+                id=job_id,
+                name=job_id,
+                replace_existing=True,
+            )
+        scheduler.resume()
+        self._scheduler = scheduler
+        self._heartbeat = threading.Thread(
+            target=self._beat, name="scheduler-heartbeat", daemon=True
+        )
+        self._heartbeat.start()
+        for job in scheduler.get_jobs():
+            log.info("%s: next run %s", job.id, job.next_run_time)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(20):
+            with self.db.connect() as conn, conn.begin():
+                locks.heartbeat(conn, LOCK, self.owner)
+
+    def wait(self) -> None:
+        while not self._stop.wait(0.5):
+            pass
+
+    def stop(self) -> None:
+        """Stop cleanly: running sends stop claiming; what is in flight finishes."""
+        global _current
+        self._stop.set()
+        with self._active_lock:
+            for sender in self._active:
+                sender.request_stop()
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=True)
+            self._scheduler = None
+        with self.db.connect() as conn, conn.begin():
+            locks.release_lock(conn, LOCK, self.owner)
+        if _current is self:
+            _current = None
+
+    # -- one run
+    def run_schedule(self, name: str) -> dict[str, Any]:
+        schedule = self.schedules[name]
+        day = datetime.now(self.settings.issue.tz).date()
+        with self.db.connect() as conn, conn.begin():
+            run_id = conn.execute(
+                insert(schedule_runs)
+                .values(
+                    schedule=name,
+                    issue=day.isoformat(),
+                    started_at=now(),
+                    outcome="running",
+                    sent=0,
+                    failed=0,
+                    skipped=0,
+                    detail="",
+                )
+                .returning(schedule_runs.c.id)
+            ).scalar_one()
+        log.info("schedule %s: issue %s", name, day)
+        try:
+            result = self._run(schedule, day)
+        except NewsletterError as exc:
+            result = {"outcome": "failed", "detail": str(exc)}
+        with self.db.connect() as conn, conn.begin():
+            conn.execute(
+                update(schedule_runs)
+                .where(schedule_runs.c.id == run_id)
+                .values(
+                    finished_at=now(),
+                    outcome=result["outcome"],
+                    sent=result.get("sent", 0),
+                    failed=result.get("failed", 0),
+                    skipped=result.get("skipped", 0),
+                    detail=str(result.get("detail", ""))[:2000],
+                )
+            )
+        log.info("schedule %s: %s %s", name, result["outcome"], result.get("detail", ""))
+        return result
+
+    def _issue(self, schedule: ScheduleSettings, day: date) -> str | None:
+        """Build today's issue unless it exists; None when there is nothing new."""
+        if (self.settings.issues_dir / day.isoformat() / "issue.json").is_file():
+            load_issue(self.settings.issues_dir, day)
+            return "issue already built; not rebuilt"
+        since = (
+            None
+            if schedule.skip_if_no_new_articles
+            else day - timedelta(days=self.settings.issue.window_days)
+        )
+        try:
+            built = build_and_write(self.settings.issue_config(), ComposeOptions(day, since=since))
+        except NoArticlesError as exc:
+            if schedule.skip_if_no_new_articles:
+                return None
+            raise exc
+        return f"built {len(built.issue.articles)} articles"
+
+    def _run(self, schedule: ScheduleSettings, day: date) -> dict[str, Any]:
+        from newsletter.delivery.sender import SendOptions
+
+        note = self._issue(schedule, day)
+        if note is None:
+            return {
+                "outcome": "skipped",
+                "detail": "no new articles since the last issue: no issue",
+            }
+        if schedule.build_only:
+            detail = f"{note}; build only: an editor sends it"
+            if schedule.notify:
+                for list_name in schedule.lists[:1] or []:
+                    self._send(
+                        SendOptions(
+                            day.isoformat(),
+                            list_name,
+                            to=schedule.notify,
+                            origin=f"schedule:{schedule.name}",
+                        )
+                    )
+                detail += f"; test copies sent to {schedule.notify}"
+            return {"outcome": "built", "detail": detail}
+        totals = {"sent": 0, "failed": 0, "skipped": 0}
+        outcomes = []
+        for list_name in schedule.lists:
+            summary = self._send(
+                SendOptions(day.isoformat(), list_name, origin=f"schedule:{schedule.name}")
+            )
+            for key in totals:
+                totals[key] += getattr(summary, key)
+            outcomes.append(
+                f"{list_name}: {summary.outcome}"
+                + (f" ({summary.paused})" if summary.paused else "")
+            )
+            if self._stop.is_set():
+                break
+        worst = "sent" if all(o.endswith("complete") for o in outcomes) else "incomplete"
+        return {"outcome": worst, "detail": f"{note}; " + "; ".join(outcomes), **totals}
+
+    def _send(self, options: Any) -> Any:
+        sender = (
+            self.sender_factory(self.settings, self.db)
+            if self.sender_factory
+            else make_sender(self.settings, self.db)
+        )
+        with self._active_lock:
+            if self._stop.is_set():
+                sender.request_stop()
+            self._active.add(sender)
+        try:
+            return asyncio.run(sender.run(options))
+        finally:
+            with self._active_lock:
+                self._active.discard(sender)
+
+
+def show(settings: Settings, database: Database) -> list[dict[str, Any]]:
+    """Each schedule with its next run times, the stored job, and its last run."""
+    from sqlalchemy import inspect
+
+    out = []
+    with database.connect() as conn:
+        stored: dict[str, Any] = {}
+        if inspect(conn).has_table(JOBS_TABLE):
+            from sqlalchemy import column, table
+
+            jobs = table(JOBS_TABLE, column("id"), column("next_run_time"))
+            stored = {
+                row.id: row.next_run_time
+                for row in conn.execute(select(jobs.c.id, jobs.c.next_run_time))
+            }
+        for schedule in settings.schedules:
+            entry: dict[str, Any] = {
+                "name": schedule.name,
+                "cron": schedule.cron,
+                "lists": schedule.lists,
+                "build_only": schedule.build_only,
+            }
+            try:
+                trigger = parse_cron(schedule.cron, settings.issue.tz)
+                entry["next_runs"] = [t.isoformat() for t in next_times(trigger, 3)]
+            except ValueError as exc:
+                entry["error"] = f"bad cron expression: {exc}"
+            stamp = stored.get(f"schedule:{schedule.name}")
+            entry["stored_next_run"] = (
+                datetime.fromtimestamp(stamp, settings.issue.tz).isoformat()
+                if stamp is not None
+                else None
+            )
+            last = conn.execute(
+                select(schedule_runs)
+                .where(schedule_runs.c.schedule == schedule.name)
+                .order_by(schedule_runs.c.id.desc())
+                .limit(1)
+            ).first()
+            entry["last_run"] = dict(last._mapping) if last else None
+            out.append(entry)
+    return out
+
+
+def runs_for_issue(database: Database, issue: str) -> list[dict[str, Any]]:
+    with database.connect() as conn:
+        rows = conn.execute(
+            select(schedule_runs).where(schedule_runs.c.issue == issue).order_by(schedule_runs.c.id)
+        )
+        return [dict(r._mapping) for r in rows]

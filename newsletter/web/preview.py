@@ -1,0 +1,372 @@
+"""``newsletter preview``: a local web server that shows an issue the way subscribers see it.
+
+The page at ``/`` shows the email HTML in a 600px (desktop) and a 375px (mobile) frame, the
+plain-text part and a link to the web version. A watcher thread rebuilds the issue in memory
+whenever a template, the config, the ``.env`` file or a local source changes; the page polls
+``/__version`` and reloads itself after a rebuild. Nothing is written to ``issues/``.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+from collections.abc import Callable
+from datetime import date
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode
+
+import watchfiles
+
+from newsletter import audience
+from newsletter.audience.segments import VariantPlan, edition, edition_urls, plan_list, variant_id
+from newsletter.compose.issuefiles import BuildResult, build_issue
+from newsletter.compose.render import render_issue
+from newsletter.compose.select import ComposeOptions
+from newsletter.compose.sources import is_url
+from newsletter.config import Settings, load_settings
+from newsletter.core.interests import split
+from newsletter.errors import NewsletterError, ServerError
+
+if TYPE_CHECKING:
+    from newsletter.storage.db import Database
+
+CONTENT_TYPES = {
+    "email.html": "text/html; charset=utf-8",
+    "index.html": "text/html; charset=utf-8",
+    "email.txt": "text/plain; charset=utf-8",
+    "issue.json": "application/json; charset=utf-8",
+}
+
+SHELL = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Preview: {title}</title>
+<style>
+ body {{ margin:0; font-family: Helvetica, Arial, sans-serif; background:#e9e7e1; color:#1b2631; }}
+ header {{ padding:12px 20px; background:#1b2631; color:#ffffff; }}
+ header a {{ color:#aed6f1; margin-right:14px; }}
+ .status {{ font-size:13px; color:#d5dbdb; }}
+ .error {{ margin:16px 20px; padding:12px; background:#fadbd8; color:#78281f; white-space:pre-wrap; }}
+ .warnings {{ margin:16px 20px; padding:12px; background:#fcf3cf; font-size:13px; }}
+ .frames {{ display:flex; flex-wrap:wrap; gap:24px; padding:20px; align-items:flex-start; }}
+ figure {{ margin:0; }}
+ figcaption {{ font-size:13px; margin-bottom:6px; }}
+ iframe {{ border:1px solid #b3b6b7; background:#ffffff; display:block; }}
+ .switcher {{ margin:16px 20px 0 20px; font-size:14px; }}
+ .switcher form {{ display:inline-block; margin-right:24px; }}
+ pre {{ background:#ffffff; padding:16px; border:1px solid #b3b6b7; width:80ch; overflow:auto; }}
+</style></head>
+<body>
+<header><strong>{title}</strong> <span class="status">{edition}</span> <span class="status">{edition}</span>
+ <div class="status">build #{version} · <a href="/index.html">web version</a><a href="/email.html">email.html</a><a href="/email.txt">email.txt</a><a href="/issue.json">issue.json</a></div>
+</header>
+{error}{warnings}{switcher}
+<div class="frames">
+ <figure><figcaption>Desktop · 600px</figcaption><iframe id="desktop" title="Email at 600px" src="/email.html{query}" width="600" height="900"></iframe></figure>
+ <figure><figcaption>Mobile · 375px</figcaption><iframe id="mobile" title="Email at 375px" src="/email.html{query}" width="375" height="900"></iframe></figure>
+ <figure><figcaption>Plain text</figcaption><pre id="text">{text}</pre></figure>
+</div>
+<script>
+ var version = {version};
+ function fit(frame) {{
+   try {{ frame.style.height = frame.contentDocument.documentElement.scrollHeight + 20 + "px"; }} catch (e) {{}}
+ }}
+ document.querySelectorAll("iframe").forEach(function (f) {{ f.addEventListener("load", function () {{ fit(f); }}); }});
+ setInterval(function () {{
+   fetch("/__version").then(function (r) {{ return r.json(); }}).then(function (s) {{
+     if (s.version !== version) {{ location.reload(); }}
+   }}).catch(function () {{}});
+ }}, 500);
+</script>
+</body></html>
+"""
+
+
+class PreviewServer:
+    """Builds an issue in memory, serves it, and rebuilds it when its inputs change."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        day: date,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8025,
+        on_event: Callable[[str], None] | None = None,
+        database: Database | None = None,
+        list_name: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.database = database
+        self.list_name = list_name
+        self.plan: VariantPlan | None = None
+        self._editions: dict[tuple[int, str], dict[str, bytes]] = {}
+        self.day = day
+        self.host = host
+        self.port = port
+        self.on_event = on_event or (lambda message: None)
+        self.version = 0
+        self.result: BuildResult | None = None
+        self.error: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._httpd: ThreadingHTTPServer | None = None
+        self._threads: list[threading.Thread] = []
+
+    # -- building
+    def rebuild(self, reload_settings: bool = False) -> None:
+        try:
+            if reload_settings and self.settings.config_path is not None:
+                self.settings = load_settings(self.settings.config_path)
+            result = build_issue(
+                self.settings.issue_config(), ComposeOptions(self.day), strict=False
+            )
+        except NewsletterError as exc:
+            with self._lock:
+                self.error = str(exc)
+                self.version += 1
+            self.on_event(f"build failed: {exc}")
+            return
+        plan = self._plan(result)
+        with self._lock:
+            self.result, self.error, self.plan = result, None, plan
+            self._editions.clear()
+            self.version += 1
+        self.on_event(f"built #{self.version}: {len(result.issue.articles)} articles")
+
+    def watched_paths(self) -> list[Path]:
+        s = self.settings
+        paths = [s.templates_dir]
+        if s.config_path is not None:
+            paths += [s.config_path, s.config_path.parent / ".env"]
+        paths += [s.path(m) for m in s.sources.markdown]
+        paths += [s.path(f) for f in s.sources.feeds if not is_url(f)]
+        if s.rates.source and not is_url(s.rates.source):
+            paths.append(s.path(s.rates.source))
+        return [p for p in dict.fromkeys(paths) if p.exists()]
+
+    def _watch(self) -> None:
+        paths = self.watched_paths()
+        if not paths:
+            return
+        for changes in watchfiles.watch(
+            *paths, stop_event=self._stop, debounce=200, step=50, yield_on_timeout=False
+        ):
+            if self._stop.is_set():
+                return
+            names = sorted({Path(p).name for _, p in changes})
+            self.on_event(f"changed: {', '.join(names)}; rebuilding")
+            config_changed = any(
+                self.settings.config_path is not None
+                and Path(p).name in (self.settings.config_path.name, ".env")
+                for _, p in changes
+            )
+            self.rebuild(reload_settings=config_changed)
+
+    # -- serving
+    def _plan(self, result: BuildResult) -> VariantPlan | None:
+        if self.database is None or not self.list_name:
+            return None
+        try:
+            with self.database.connect() as conn:
+                return plan_list(conn, result.issue, self.list_name, self.settings.vocabulary())
+        except NewsletterError as exc:
+            self.on_event(f"variants unavailable: {exc}")
+            return None
+
+    def _interests_of(self, email: str) -> tuple[str, str] | None:
+        """(canonical interests, status) of a subscriber, or None."""
+        if self.database is None:
+            return None
+        try:
+            with self.database.connect() as conn:
+                sub = audience.get(conn, email)
+        except NewsletterError:
+            return None
+        return sub.interests, sub.status
+
+    def select(self, query: dict[str, str]) -> tuple[str, str | None, str]:
+        """(variant id or "", message, query string) for the shell's choice."""
+        result = self.result
+        if result is None:
+            return "", None, ""
+        if query.get("subscriber"):
+            email = query["subscriber"].strip()
+            found = self._interests_of(email)
+            if found is None:
+                return "", f"no subscriber {email!r}: showing the full edition", ""
+            interests, status = found
+            urls = edition_urls(result.issue, interests, self.settings.vocabulary())
+            vid = variant_id(urls)
+            note = f"{email}: {', '.join(split(interests)) or 'everything'}"
+            if status != "active":
+                note += f" ({status}: would not be sent)"
+            if not urls:
+                note += " — nothing in this issue matches: would be skipped"
+            self._remember(vid, urls)
+            return vid, note, "?" + urlencode({"variant": vid})
+        vid = query.get("variant", "")
+        if vid and self.plan is not None:
+            try:
+                variant = self.plan.variant(vid)
+            except KeyError:
+                return "", f"no variant {vid!r} in this build: showing the full edition", ""
+            self._remember(vid, variant.urls)
+            return (
+                vid,
+                f"variant {vid}: {variant.subscribers} subscriber(s)",
+                "?" + urlencode({"variant": vid}),
+            )
+        return "", None, ""
+
+    def _remember(self, vid: str, urls: tuple[str, ...]) -> None:
+        with self._lock:
+            if (self.version, vid) in self._editions or self.result is None:
+                return
+            version, issue = self.version, self.result.issue
+        rendered = render_issue(edition(issue, urls), self.settings.render_options())
+        files = {
+            "email.html": rendered.email_html.encode(),
+            "email.txt": rendered.email_txt.encode(),
+            "index.html": rendered.web_html.encode(),
+        }
+        with self._lock:
+            self._editions[(version, vid)] = files
+
+    def page(self, name: str, query: dict[str, str] | None = None) -> tuple[int, str, bytes]:
+        query = query or {}
+        vid, note, qs = self.select(query)
+        with self._lock:
+            result, error, version = self.result, self.error, self.version
+            chosen = self._editions.get((version, vid)) if vid else None
+        if name == "__version":
+            body = json.dumps({"version": version, "error": error}).encode()
+            return 200, "application/json", body
+        if name in ("", "index"):
+            shell = self._shell(result, error, version, vid, note, qs, chosen)
+            return 200, "text/html; charset=utf-8", shell.encode("utf-8")
+        if name in CONTENT_TYPES:
+            if result is None:
+                message = f"<p>No build yet: {html.escape(error or 'building')}</p>"
+                return 503, "text/html; charset=utf-8", message.encode()
+            if chosen is not None and name in chosen:
+                return 200, CONTENT_TYPES[name], chosen[name]
+            return 200, CONTENT_TYPES[name], result.files[name]
+        return 404, "text/plain; charset=utf-8", b"not found"
+
+    def _switcher(self, vid: str) -> str:
+        if self.plan is None:
+            return ""
+        options = ['<option value="">Full edition</option>']
+        for v in self.plan.variants:
+            sections = ", ".join(v.per_section(self.result.issue)) if self.result else ""
+            selected = " selected" if v.id == vid else ""
+            label = f"{v.id} — {v.subscribers} subscriber(s), {len(v.urls)} articles: {sections}"
+            options.append(f'<option value="{v.id}"{selected}>{html.escape(label)}</option>')
+        return (
+            f'<div class="switcher"><form method="get" action="/"><label for="variant">Variant of '
+            f"list {html.escape(self.list_name or '')}:</label> "
+            f'<select id="variant" name="variant">{"".join(options)}</select> '
+            '<button type="submit">Show</button></form>'
+            '<form method="get" action="/"><label for="subscriber">Subscriber:</label> '
+            '<input id="subscriber" name="subscriber" type="email" placeholder="name@example.org"> '
+            '<button type="submit">Show their edition</button></form>'
+            f"<p>{self.plan.skipped} subscriber(s) get nothing this week.</p></div>"
+        )
+
+    def _shell(
+        self,
+        result: BuildResult | None,
+        error: str | None,
+        version: int,
+        vid: str = "",
+        note: str | None = None,
+        query: str = "",
+        chosen: dict[str, bytes] | None = None,
+    ) -> str:
+        title = result.issue.title if result else f"issue {self.day}"
+        error_html = f'<div class="error" role="alert">{html.escape(error)}</div>' if error else ""
+        warnings = (result.issue.warnings + result.problems) if result else []
+        warnings_html = (
+            '<div class="warnings"><strong>Warnings</strong><ul>'
+            + "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+            + "</ul></div>"
+            if warnings
+            else ""
+        )
+        if chosen is not None:
+            text = html.escape(chosen["email.txt"].decode())
+        else:
+            text = html.escape(result.rendered.email_txt) if result else ""
+        return SHELL.format(
+            title=html.escape(title),
+            version=version,
+            error=error_html,
+            warnings=warnings_html,
+            text=text,
+            switcher=self._switcher(vid),
+            query=html.escape(query),
+            edition=html.escape(note or "full edition"),
+        )
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path, _, raw_query = self.path.partition("?")
+                query = {k: v[-1] for k, v in parse_qs(raw_query).items()}
+                status, ctype, body = server.page(path.strip("/"), query)
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_HEAD(self) -> None:
+                self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        return Handler
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}/"
+
+    def start(self) -> None:
+        self.rebuild()
+        try:
+            self._httpd = ThreadingHTTPServer((self.host, self.port), self._handler())
+        except OSError as exc:
+            raise ServerError(
+                f"cannot serve the preview on {self.host}:{self.port}: {exc.strerror}"
+                " (use --port to pick another)",
+                host=self.host,
+                port=self.port,
+            ) from None
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        serve = threading.Thread(target=self._httpd.serve_forever, name="preview-http", daemon=True)
+        watch = threading.Thread(target=self._watch, name="preview-watch", daemon=True)
+        self._threads = [serve, watch]
+        for thread in self._threads:
+            thread.start()
+
+    def wait(self) -> None:
+        while not self._stop.wait(0.5):
+            pass
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+        for thread in self._threads:
+            thread.join(timeout=5)
