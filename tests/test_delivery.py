@@ -22,7 +22,8 @@ from newsletter.config import Settings, with_changes
 from newsletter.core.tokens import Purpose, Signer
 from newsletter.delivery import sendlog
 from newsletter.delivery.factory import make_dkim, make_limits, make_transport, send_setup
-from newsletter.delivery.sender import Sender, SendOptions, SendSummary
+from newsletter.delivery.options import SendOptions, SendSummary
+from newsletter.delivery.sender import Sender
 from newsletter.storage.db import Database, send_log, subscribers
 from tests.conftest import REPO, SMTPServer
 

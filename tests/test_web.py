@@ -241,7 +241,8 @@ def test_unsubscribe_through_the_endpoint_during_a_send_stops_mail_from_then_on(
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     from newsletter.delivery.factory import make_limits, send_setup
-    from newsletter.delivery.sender import Sender, SendOptions
+    from newsletter.delivery.options import SendOptions
+    from newsletter.delivery.sender import Sender
     from newsletter.delivery.transports import SMTPConfig, SMTPTransport
 
     client, db, _ = web

@@ -21,7 +21,8 @@ from newsletter.config import Settings, with_changes
 from newsletter.core.tokens import Signer
 from newsletter.delivery.factory import make_limits, send_setup
 from newsletter.delivery.localserver import free_port
-from newsletter.delivery.sender import Sender, SendOptions
+from newsletter.delivery.options import SendOptions
+from newsletter.delivery.sender import Sender
 from newsletter.delivery.transports import MaildirTransport, SMTPConfig, SMTPTransport
 from newsletter.storage.db import Database
 from newsletter.web.app import create_app

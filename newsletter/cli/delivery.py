@@ -30,7 +30,7 @@ from newsletter.cli.common import (
 from newsletter.config import Settings
 from newsletter.core.tokens import Signer
 from newsletter.delivery.factory import make_sender
-from newsletter.delivery.sender import SendOptions, SendSummary
+from newsletter.delivery.options import SendOptions, SendSummary
 from newsletter.delivery.transports import Transport
 from newsletter.errors import KeyFileError
 from newsletter.storage.db import Database

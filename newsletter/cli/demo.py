@@ -30,7 +30,7 @@ def demo_command(
     from newsletter.compose.select import ComposeOptions
     from newsletter.core.tokens import Signer, load_key
     from newsletter.delivery.localserver import LocalSMTPServer
-    from newsletter.delivery.sender import SendOptions
+    from newsletter.delivery.options import SendOptions
     from newsletter.delivery.transports import SMTPConfig, SMTPTransport
 
     st = state(ctx)

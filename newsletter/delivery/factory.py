@@ -10,7 +10,8 @@ from collections.abc import Callable
 from newsletter.config import Settings
 from newsletter.core.tokens import Signer, load_key
 from newsletter.delivery.message import DKIMSigner
-from newsletter.delivery.sender import Identity, Limits, Sender, SendSetup
+from newsletter.delivery.options import Limits
+from newsletter.delivery.sender import Identity, Sender, SendSetup
 from newsletter.delivery.transports import MaildirTransport, SMTPConfig, SMTPTransport, Transport
 from newsletter.storage.db import Database
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -36,73 +36,13 @@ from newsletter.delivery.message import (
     Recipient,
     SenderConfig,
 )
-from newsletter.delivery.sendloop import RateLimiter, SendLoop
+from newsletter.delivery.options import Limits, SendOptions, SendSummary
+from newsletter.delivery.ratelimit import RateLimiter
+from newsletter.delivery.sendloop import SendLoop
 from newsletter.delivery.transports import Transport
 from newsletter.errors import TransportError
 from newsletter.storage import locks
 from newsletter.storage.db import Database, now
-
-
-@dataclass(frozen=True)
-class SendOptions:
-    issue: str
-    list_name: str
-    dry_run: bool = False
-    limit: int | None = None
-    to: str | None = None
-    origin: str = "cli"
-
-
-@dataclass(frozen=True)
-class Limits:
-    concurrency: int = 4
-    rate_per_second: float = 0.0
-    rate_per_hour: int = 0
-    retries: int = 3
-    backoff: float = 2.0
-    bounce_limit: int = 3
-    pause_after_errors: int = 10
-    batch: int = 200
-
-
-@dataclass
-class SendSummary:
-    issue: str
-    list_name: str
-    transport: str
-    queued_now: int = 0
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-    skipped: int = 0
-    bounced: int = 0
-    variants: int = 0
-    seconds: float = 0.0
-    paused: str | None = None
-    stopped: bool = False
-    dry_run: bool = False
-    test_copies: int = 0
-    totals: dict[str, int] = field(
-        default_factory=dict
-    )  # the whole log of this issue after the run
-
-    @property
-    def remaining(self) -> int:
-        return (
-            self.totals.get("queued", 0)
-            + self.totals.get("deferred", 0)
-            + self.totals.get("sending", 0)
-        )
-
-    @property
-    def outcome(self) -> str:
-        if self.paused:
-            return "paused"
-        if self.dry_run or self.test_copies:
-            return "dry-run" if self.dry_run else "test"
-        if self.remaining:
-            return "incomplete"
-        return "failures" if self.totals.get("failed", 0) else "complete"
 
 
 @dataclass(frozen=True)
@@ -170,6 +110,7 @@ class Sender:
         self.limits = limits
         self.dkim = dkim
         self.progress = progress or (lambda done, total: None)
+        self.from_address = setup.identity.from_address
         self.vocabulary = setup.vocabulary
         self.stop_requested = False
         self.owner = locks.owner_name()

@@ -11,25 +11,42 @@ back on one connection (:meth:`Transport.send_many`).
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from newsletter.core.models import Issue
 from newsletter.delivery import sendlog
-from newsletter.delivery.message import Draft, Recipient
+from newsletter.delivery.message import DKIMSigner, Draft, MessageTemplate, Recipient
+from newsletter.delivery.options import Limits, SendOptions, SendSummary
+from newsletter.delivery.ratelimit import RateLimiter
 from newsletter.delivery.signing import SigningProcesses
-from newsletter.delivery.transports import Delivery
+from newsletter.delivery.transports import Delivery, Transport
 from newsletter.errors import HeaderError, MessageError, TransportError
 from newsletter.storage import locks
-from newsletter.storage.db import now
+from newsletter.storage.db import Database, now
 
-if TYPE_CHECKING:
-    from newsletter.core.models import Issue
-    from newsletter.delivery.sender import Sender, SendOptions, SendSummary
+
+class Host(Protocol):
+    """What the loop needs of the send it runs for (:class:`~newsletter.delivery.sender.Sender`
+    provides it): its parts, its limits, and the variant of an interest set."""
+
+    db: Database
+    transport: Transport
+    dkim: DKIMSigner | None
+    limits: Limits
+    owner: str
+    from_address: str
+    stop_requested: bool
+    progress: Callable[[int, int], None]
+
+    def variant(self, issue: Issue, interests: str) -> tuple[str, MessageTemplate | None]: ...
+
+    @property
+    def variant_count(self) -> int: ...
+
 
 T = TypeVar("T")
 
@@ -43,51 +60,12 @@ HEARTBEAT_SECONDS = 5.0  # how often a SQLite sender refreshes its lock (stale a
 Job = tuple[sendlog.Claimed, str, Draft, "asyncio.Future[list[str]] | None", int, float]
 
 
-class RateLimiter:
-    """Messages per second (spaced evenly) and per rolling hour, honoured when sending."""
-
-    def __init__(
-        self, per_second: float, per_hour: int, recent: list[datetime] | None = None
-    ) -> None:
-        self.interval = 1.0 / per_second if per_second else 0.0
-        self.per_hour = per_hour
-        self._next = 0.0
-        self.active = bool(self.interval or per_hour)
-        self._hour: deque[float] = deque()
-        offset = time.monotonic() - time.time()
-        for stamp in recent or []:
-            self._hour.append(stamp.timestamp() + offset)
-
-    async def wait(self) -> None:
-        loop_time = time.monotonic()
-        if self.per_hour:
-            while self._hour and self._hour[0] <= loop_time - 3600:
-                self._hour.popleft()
-            if len(self._hour) >= self.per_hour:
-                await asyncio.sleep(self._hour[0] + 3600 - loop_time)
-                return await self.wait()
-            self._hour.append(loop_time)
-        if self.interval:
-            slot = max(self._next, loop_time)
-            self._next = slot + self.interval
-            if slot > loop_time:
-                await asyncio.sleep(slot - loop_time)
-        return None
-
-    def claim_size(self, batch: int) -> int:
-        """Rows to claim at a time: about a second's worth under a per-second limit, so that
-        a subscriber's status read at the claim is at most a second or two old when sent."""
-        if not self.interval:
-            return batch
-        return max(1, min(batch, math.ceil(1.0 / self.interval)))
-
-
 class SendLoop:
     """One pass of :class:`~newsletter.delivery.Sender` over the queue of one issue."""
 
     def __init__(
         self,
-        sender: Sender,
+        sender: Host,
         issue: Issue,
         options: SendOptions,
         summary: SendSummary,
@@ -105,7 +83,7 @@ class SendLoop:
         self.pause: list[str] = []  # why the send pauses (first reason wins)
         self.errors_in_row = self.submitted = self.done = self.untried = 0
         self.flush_every = max(2 * self.limits.concurrency, 50)
-        self.from_address = sender.setup.identity.from_address
+        self.from_address = sender.from_address
         self.single = sender.db.backend != "postgresql"
         self.beat = time.monotonic()
         self.database = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sendlog")

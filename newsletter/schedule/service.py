@@ -269,7 +269,7 @@ class SchedulerService:
         return f"built {len(built.issue.articles)} articles"
 
     def _run(self, schedule: ScheduleSettings, day: date) -> dict[str, Any]:
-        from newsletter.delivery.sender import SendOptions
+        from newsletter.delivery.options import SendOptions
 
         note = self._issue(schedule, day)
         if note is None:

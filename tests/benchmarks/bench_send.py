@@ -116,7 +116,8 @@ def child(ws: str, port: int, concurrency: int, key_file: str) -> None:
     from newsletter.config import load_settings
     from newsletter.core.tokens import Signer
     from newsletter.delivery.factory import make_dkim, make_limits, send_setup
-    from newsletter.delivery.sender import Sender, SendOptions
+    from newsletter.delivery.options import SendOptions
+    from newsletter.delivery.sender import Sender
     from newsletter.delivery.transports import SMTPConfig, SMTPTransport
     from newsletter.storage.db import Database
 

@@ -1,0 +1,70 @@
+"""What a send is asked to do (:class:`SendOptions`), within which limits (:class:`Limits`), and
+what it did (:class:`SendSummary`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from newsletter.core.states import Outcome, SendState
+
+
+@dataclass(frozen=True)
+class SendOptions:
+    issue: str
+    list_name: str
+    dry_run: bool = False
+    limit: int | None = None
+    to: str | None = None
+    origin: str = "cli"
+
+
+@dataclass(frozen=True)
+class Limits:
+    concurrency: int = 4
+    rate_per_second: float = 0.0
+    rate_per_hour: int = 0
+    retries: int = 3
+    backoff: float = 2.0
+    bounce_limit: int = 3
+    pause_after_errors: int = 10
+    batch: int = 200
+
+
+@dataclass
+class SendSummary:
+    issue: str
+    list_name: str
+    transport: str
+    queued_now: int = 0
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+    skipped: int = 0
+    bounced: int = 0
+    variants: int = 0
+    seconds: float = 0.0
+    paused: str | None = None
+    stopped: bool = False
+    dry_run: bool = False
+    test_copies: int = 0
+    totals: dict[str, int] = field(
+        default_factory=dict
+    )  # the whole log of this issue after the run
+
+    @property
+    def remaining(self) -> int:
+        return (
+            self.totals.get(SendState.QUEUED, 0)
+            + self.totals.get(SendState.DEFERRED, 0)
+            + self.totals.get(SendState.SENDING, 0)
+        )
+
+    @property
+    def outcome(self) -> Outcome:
+        if self.paused:
+            return Outcome.PAUSED
+        if self.dry_run or self.test_copies:
+            return Outcome.DRY_RUN if self.dry_run else Outcome.TEST
+        if self.remaining:
+            return Outcome.INCOMPLETE
+        return Outcome.FAILURES if self.totals.get(SendState.FAILED, 0) else Outcome.COMPLETE
