@@ -19,8 +19,6 @@ import csv
 import io
 import itertools
 import re
-import sqlite3
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from typing import Any
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.engine import Connection
 
+from newsletter.audience.seen import SeenAddresses
 from newsletter.audience.subscribers import ensure_list, record_event
 from newsletter.core.addresses import normalise
 from newsletter.core.interests import Vocabulary
@@ -76,35 +75,6 @@ class _Row:
     interests: str | None
     status: str | None
     attributes: dict[str, str]
-
-
-class _Seen:
-    """Addresses already met in this file, kept on disk so memory stays flat."""
-
-    def __init__(self) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="newsletter-import-")
-        self.db = sqlite3.connect(Path(self._dir.name) / "seen.db")
-        self.db.execute("PRAGMA journal_mode=OFF")
-        self.db.execute("PRAGMA synchronous=OFF")
-        self.db.execute("CREATE TABLE seen (key TEXT PRIMARY KEY, line INTEGER)")
-
-    def earlier(self, keys: list[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        for start in range(0, len(keys), 900):
-            chunk = keys[start : start + 900]
-            marks = ",".join("?" * len(chunk))
-            for key, line in self.db.execute(
-                f"SELECT key, line FROM seen WHERE key IN ({marks})", chunk
-            ):
-                found[key] = line
-        return found
-
-    def add(self, rows: list[tuple[str, int]]) -> None:
-        self.db.executemany("INSERT OR IGNORE INTO seen VALUES (?, ?)", rows)
-
-    def close(self) -> None:
-        self.db.close()
-        self._dir.cleanup()
 
 
 def _open_text(path: Path) -> tuple[Any, io.TextIOWrapper]:
@@ -289,6 +259,67 @@ def _apply(conn: Connection, batch: list[_Row], list_id: int, report: ImportRepo
     )
 
 
+class _Run:
+    """One import: rejections reported in line order, batches applied in their transaction."""
+
+    def __init__(
+        self,
+        report: ImportReport,
+        list_name: str,
+        dry_run: bool,
+        on_reject: Callable[[int, str], None] | None,
+        on_progress: Callable[[int, int], None] | None,
+        binary: Any,
+        path: Path,
+    ) -> None:
+        self.report, self.list_name, self.dry_run = report, list_name, dry_run
+        self.on_reject, self.on_progress, self.binary = on_reject, on_progress, binary
+        self.total = path.stat().st_size if path.exists() else 0
+        self.seen = SeenAddresses()
+        self.pending: list[tuple[int, str]] = []  # this batch's rejections
+
+    def reject(self, line: int, reason: str) -> None:
+        self.report.rejected += 1
+        self.pending.append((line, reason))
+
+    def report_rejections(self) -> None:
+        for line, reason in sorted(self.pending):
+            if len(self.report.rejections) < 1000:
+                self.report.rejections.append((line, reason))
+            if self.on_reject is not None:
+                self.on_reject(line, reason)
+        self.pending.clear()
+
+    def flush(self, conn: Connection, batch: list[_Row]) -> None:
+        """Apply a batch (duplicates of earlier lines rejected); empties ``batch``."""
+        earlier = self.seen.earlier([r.key for r in batch])
+        fresh: list[_Row] = []
+        first_line: dict[str, int] = {}
+        for r in batch:
+            where = earlier.get(r.key) or first_line.get(r.key)
+            if where is not None:
+                self.reject(r.line, f"duplicate of line {where} ({r.email})")
+                continue
+            first_line[r.key] = r.line
+            fresh.append(r)
+        self.seen.add(list(first_line.items()))
+        if fresh:
+            trans = conn.begin()
+            try:
+                _apply(conn, fresh, ensure_list(conn, self.list_name), self.report)
+            except BaseException:
+                trans.rollback()
+                raise
+            if self.dry_run:
+                trans.rollback()
+            else:
+                trans.commit()
+        batch.clear()
+        self.report_rejections()
+        if self.on_progress is not None:
+            self.on_progress(self.binary.tell(), self.total)
+
+
 def import_csv(
     db: Database,
     path: Path,
@@ -302,73 +333,28 @@ def import_csv(
 ) -> ImportReport:
     """Import ``path`` into ``list_name``; see the module docstring for the rules."""
     report = ImportReport(dry_run=dry_run)
-    total = path.stat().st_size if path.exists() else 0
     binary, text = _open_text(path)
-    seen = _Seen()
-
-    pending: list[tuple[int, str]] = []  # this batch's rejections, reported in line order
-
-    def reject(line: int, reason: str) -> None:
-        report.rejected += 1
-        pending.append((line, reason))
-
-    def report_rejections() -> None:
-        for line, reason in sorted(pending):
-            if len(report.rejections) < 1000:
-                report.rejections.append((line, reason))
-            if on_reject is not None:
-                on_reject(line, reason)
-        pending.clear()
-
+    run = _Run(report, list_name, dry_run, on_reject, on_progress, binary, path)
     try:
         header, records = _records(text, path)
         with db.connect() as conn:
             batch: list[_Row] = []
-
-            def flush() -> None:
-                earlier = seen.earlier([r.key for r in batch])
-                fresh: list[_Row] = []
-                first_line: dict[str, int] = {}
-                for r in batch:
-                    where = earlier.get(r.key) or first_line.get(r.key)
-                    if where is not None:
-                        reject(r.line, f"duplicate of line {where} ({r.email})")
-                        continue
-                    first_line[r.key] = r.line
-                    fresh.append(r)
-                seen.add(list(first_line.items()))
-                if fresh:
-                    trans = conn.begin()
-                    try:
-                        _apply(conn, fresh, ensure_list(conn, list_name), report)
-                    except BaseException:
-                        trans.rollback()
-                        raise
-                    if dry_run:
-                        trans.rollback()
-                    else:
-                        trans.commit()
-                batch.clear()
-                report_rejections()
-                if on_progress is not None:
-                    on_progress(binary.tell(), total)
-
             for line, fields in records:
                 if isinstance(fields, str):
                     report.rows += 1
-                    reject(line, fields)
+                    run.reject(line, fields)
                     continue
                 if not fields or not any(f.strip() for f in fields):
                     continue  # empty line
                 report.rows += 1
                 checked = _validate(header, line, fields, vocabulary)
                 if isinstance(checked, str):
-                    reject(line, checked)
+                    run.reject(line, checked)
                     continue
                 batch.append(checked)
                 if len(batch) >= batch_size:
-                    flush()
-            flush()
+                    run.flush(conn, batch)
+            run.flush(conn, batch)
             if not dry_run:
                 with conn.begin():
                     ensure_list(conn, list_name)  # the list exists even when no row was valid
@@ -380,8 +366,8 @@ def import_csv(
                         f"updated={report.updated} kept={report.kept} rejected={report.rejected}",
                     )
     finally:
-        seen.close()
+        run.seen.close()
         text.close()
     if dry_run and on_progress is not None:
-        on_progress(total, total)
+        on_progress(run.total, run.total)
     return report

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from newsletter.config import Settings
 from newsletter.core.tokens import Signer, load_key
-from newsletter.delivery.message import DKIMSigner
+from newsletter.delivery.dkim import DKIMSigner
 from newsletter.delivery.options import Limits
 from newsletter.delivery.sender import Identity, Sender, SendSetup
 from newsletter.delivery.transports import MaildirTransport, SMTPConfig, SMTPTransport, Transport

@@ -30,12 +30,8 @@ from newsletter.core.interests import Vocabulary
 from newsletter.core.models import Issue
 from newsletter.core.tokens import Signer
 from newsletter.delivery import sendlog
-from newsletter.delivery.message import (
-    DKIMSigner,
-    MessageTemplate,
-    Recipient,
-    SenderConfig,
-)
+from newsletter.delivery.dkim import DKIMSigner
+from newsletter.delivery.message import MessageTemplate, Recipient, SenderConfig
 from newsletter.delivery.options import Limits, SendOptions, SendSummary
 from newsletter.delivery.ratelimit import RateLimiter
 from newsletter.delivery.sendloop import SendLoop

@@ -19,7 +19,8 @@ from typing import Any, Protocol, TypeVar
 
 from newsletter.core.models import Issue
 from newsletter.delivery import sendlog
-from newsletter.delivery.message import DKIMSigner, Draft, MessageTemplate, Recipient
+from newsletter.delivery.dkim import DKIMSigner
+from newsletter.delivery.message import Draft, MessageTemplate, Recipient
 from newsletter.delivery.options import Limits, SendOptions, SendSummary
 from newsletter.delivery.ratelimit import RateLimiter
 from newsletter.delivery.signing import SigningProcesses
