@@ -273,17 +273,18 @@ def segments_command(
     Each variant is rendered once, whatever the number of its subscribers.
     Example: newsletter segments 2026-11-16 --list weekly
     """
-    from newsletter.audience.segments import edition, plan_list
+    from newsletter.audience.editions import Editions
+    from newsletter.audience.segments import plan_list
     from newsletter.compose.issuefiles import load_issue
-    from newsletter.compose.render import render_issue
 
     st = state(ctx)
     built = load_issue(st.settings.issues_dir, issue)
     with st.database.connect() as conn:
         plan = plan_list(conn, built, list_name, _vocabulary(ctx))
+    editions = Editions(built, _vocabulary(ctx), st.settings.render_options())
     rows: list[dict[str, Any]] = []
     for variant in plan.variants:
-        rendered = render_issue(edition(built, variant.urls), st.settings.render_options())
+        _, rendered = editions.rendered(variant.urls)
         rows.append(
             {
                 "variant": variant.id,

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from newsletter.audience.segments import edition, edition_urls, plan_list, variant_id
+from newsletter.audience.editions import Editions
+from newsletter.audience.segments import plan_list
 from newsletter.audience.subscribers import list_id
 from newsletter.compose.issuefiles import load_issue
-from newsletter.compose.render import RenderOptions, render_issue
+from newsletter.compose.render import RenderOptions
 from newsletter.core.interests import Vocabulary
 from newsletter.core.models import Issue
 from newsletter.core.tokens import Signer
@@ -112,7 +113,7 @@ class Sender:
         self.owner = locks.owner_name()
         self._templates: dict[str, MessageTemplate | None] = {}
         self._variants: dict[str, tuple[str, MessageTemplate | None]] = {}  # by interests
-        self._issue: Issue | None = None
+        self._editions: Editions | None = None
 
     def request_stop(self) -> None:
         """Stop claiming; messages in flight finish; the rest stays queued (SIGTERM, SIGINT)."""
@@ -120,13 +121,15 @@ class Sender:
 
     # -- variants
     def variant(self, issue: Issue, interests: str) -> tuple[str, MessageTemplate | None]:
+        """(variant id, message template) of an interest set; ("", None) when nothing matches."""
         known = self._variants.get(interests)
         if known is not None:
             return known
-        urls = edition_urls(issue, interests, self.vocabulary)
-        vid = variant_id(urls) if urls else ""
+        if self._editions is None or self._editions.issue is not issue:
+            self._editions = Editions(issue, self.vocabulary, self.setup.render)
+        vid, urls = self._editions.variant_of(interests)
         if vid and vid not in self._templates:
-            rendered = render_issue(edition(issue, urls), self.setup.render)
+            _, rendered = self._editions.rendered(urls)
             self._templates[vid] = MessageTemplate(
                 issue.day.isoformat(),
                 vid,

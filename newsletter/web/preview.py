@@ -8,23 +8,29 @@ whenever a template, the config, the ``.env`` file or a local source changes; th
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
+import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import date
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlencode
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
+import uvicorn
 import watchfiles
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from newsletter import audience
-from newsletter.audience.segments import VariantPlan, edition, edition_urls, plan_list, variant_id
+from newsletter.audience.editions import Editions
+from newsletter.audience.segments import VariantPlan, plan_list
 from newsletter.compose.issuefiles import BuildResult, build_issue
-from newsletter.compose.render import render_issue
 from newsletter.compose.select import ComposeOptions
 from newsletter.compose.sources import is_url
 from newsletter.config import Settings, load_settings
@@ -59,7 +65,7 @@ SHELL = """<!DOCTYPE html>
  pre {{ background:#ffffff; padding:16px; border:1px solid #b3b6b7; width:80ch; overflow:auto; }}
 </style></head>
 <body>
-<header><strong>{title}</strong> <span class="status">{edition}</span> <span class="status">{edition}</span>
+<header><strong>{title}</strong> <span class="status">{edition}</span>
  <div class="status">build #{version} · <a href="/index.html">web version</a><a href="/email.html">email.html</a><a href="/email.txt">email.txt</a><a href="/issue.json">issue.json</a></div>
 </header>
 {error}{warnings}{switcher}
@@ -103,6 +109,7 @@ class PreviewServer:
         self.list_name = list_name
         self.plan: VariantPlan | None = None
         self._editions: dict[tuple[int, str], dict[str, bytes]] = {}
+        self._variants: Editions | None = None
         self.day = day
         self.host = host
         self.port = port
@@ -112,7 +119,8 @@ class PreviewServer:
         self.error: str | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._httpd: ThreadingHTTPServer | None = None
+        self._server: uvicorn.Server | None = None
+        self._socket: socket.socket | None = None
         self._threads: list[threading.Thread] = []
 
     # -- building
@@ -198,8 +206,7 @@ class PreviewServer:
             if found is None:
                 return "", f"no subscriber {email!r}: showing the full edition", ""
             interests, status = found
-            urls = edition_urls(result.issue, interests, self.settings.vocabulary())
-            vid = variant_id(urls)
+            vid, urls = self._variants_of(result).variant_of(interests)
             note = f"{email}: {', '.join(split(interests)) or 'everything'}"
             if status != "active":
                 note += f" ({status}: would not be sent)"
@@ -221,12 +228,22 @@ class PreviewServer:
             )
         return "", None, ""
 
+    def _variants_of(self, result: BuildResult) -> Editions:
+        with self._lock:
+            if self._variants is None or self._variants.issue is not result.issue:
+                self._variants = Editions(
+                    result.issue, self.settings.vocabulary(), self.settings.render_options()
+                )
+            return self._variants
+
     def _remember(self, vid: str, urls: tuple[str, ...]) -> None:
         with self._lock:
             if (self.version, vid) in self._editions or self.result is None:
                 return
-            version, issue = self.version, self.result.issue
-        rendered = render_issue(edition(issue, urls), self.settings.render_options())
+            version, result = self.version, self.result
+        if not urls:
+            return
+        _, rendered = self._variants_of(result).rendered(urls)
         files = {
             "email.html": rendered.email_html.encode(),
             "email.txt": rendered.email_txt.encode(),
@@ -311,29 +328,19 @@ class PreviewServer:
             edition=html.escape(note or "full edition"),
         )
 
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
+    def app(self) -> Starlette:
+        """The preview on the same HTTP stack as the subscriber pages (Starlette)."""
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                path, _, raw_query = self.path.partition("?")
-                query = {k: v[-1] for k, v in parse_qs(raw_query).items()}
-                status, ctype, body = server.page(path.strip("/"), query)
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
+        async def endpoint(request: Request) -> Response:
+            query = {k: v for k, v in request.query_params.items()}
+            status, ctype, body = await asyncio.to_thread(
+                self.page, request.path_params["name"].strip("/"), query
+            )
+            return Response(
+                body, status_code=status, media_type=ctype, headers={"Cache-Control": "no-store"}
+            )
 
-            def do_HEAD(self) -> None:
-                self.send_response(HTTPStatus.METHOD_NOT_ALLOWED)
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        return Handler
+        return Starlette(routes=[Route("/{name:path}", endpoint)])
 
     @property
     def url(self) -> str:
@@ -342,22 +349,33 @@ class PreviewServer:
 
     def start(self) -> None:
         self.rebuild()
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            self._httpd = ThreadingHTTPServer((self.host, self.port), self._handler())
+            sock.bind((self.host, self.port))
         except OSError as exc:
+            sock.close()
             raise ServerError(
                 f"cannot serve the preview on {self.host}:{self.port}: {exc.strerror}"
                 " (use --port to pick another)",
                 host=self.host,
                 port=self.port,
             ) from None
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        serve = threading.Thread(target=self._httpd.serve_forever, name="preview-http", daemon=True)
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(self.app(), log_level="warning", access_log=False, lifespan="off")
+        self._server = uvicorn.Server(config)
+        serve = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="preview-http", daemon=True
+        )
         watch = threading.Thread(target=self._watch, name="preview-watch", daemon=True)
         self._threads = [serve, watch]
         for thread in self._threads:
             thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started and serve.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self._socket = sock
 
     def wait(self) -> None:
         while not self._stop.wait(0.5):
@@ -365,8 +383,10 @@ class PreviewServer:
 
     def stop(self) -> None:
         self._stop.set()
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
+        if self._server is not None:
+            self._server.should_exit = True
         for thread in self._threads:
             thread.join(timeout=5)
+        if self._socket is not None:
+            self._socket.close()
+            self._socket = None

@@ -1,0 +1,55 @@
+"""The one way to render an edition: the issue reduced to an interest set's articles, rendered
+once per distinct article set (a *variant*) however many subscribers, senders or previews ask.
+
+Used by the send (each variant becomes a message template), the preview (a variant or one
+subscriber's edition) and ``newsletter segments`` (sizes per variant).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from newsletter.audience.segments import edition, edition_urls, variant_id
+from newsletter.compose.render import RenderedIssue, RenderOptions, render_issue
+from newsletter.core.interests import Vocabulary
+from newsletter.core.models import Issue
+
+
+class Editions:
+    """The rendered variants of one issue, made on first use and kept (thread-safe)."""
+
+    def __init__(self, issue: Issue, vocabulary: Vocabulary, render: RenderOptions) -> None:
+        self.issue, self.vocabulary, self.render = issue, vocabulary, render
+        self._rendered: dict[str, RenderedIssue] = {}
+        self._by_interests: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._lock = threading.Lock()
+
+    def variant_of(self, interests: str) -> tuple[str, tuple[str, ...]]:
+        """(variant id, article URLs) of an interest set; ("", ()) when nothing matches."""
+        known = self._by_interests.get(interests)
+        if known is None:
+            urls = edition_urls(self.issue, interests, self.vocabulary)
+            known = self._by_interests[interests] = (variant_id(urls) if urls else "", urls)
+        return known
+
+    def rendered(self, urls: tuple[str, ...]) -> tuple[str, RenderedIssue]:
+        """(variant id, the rendered edition) of an article set."""
+        vid = variant_id(urls)
+        with self._lock:
+            done = self._rendered.get(vid)
+        if done is None:
+            done = render_issue(edition(self.issue, urls), self.render)
+            with self._lock:
+                done = self._rendered.setdefault(vid, done)
+        return vid, done
+
+    def for_interests(self, interests: str) -> tuple[str, RenderedIssue | None]:
+        """(variant id, rendered edition) of an interest set; ("", None) when nothing matches."""
+        vid, urls = self.variant_of(interests)
+        if not vid:
+            return "", None
+        return self.rendered(urls)
+
+    @property
+    def count(self) -> int:
+        return len(self._rendered)
