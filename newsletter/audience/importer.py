@@ -31,6 +31,7 @@ from newsletter.audience.seen import SeenAddresses
 from newsletter.audience.subscribers import ensure_list, record_event
 from newsletter.core.addresses import normalise
 from newsletter.core.interests import Vocabulary
+from newsletter.core.states import SubscriberStatus
 from newsletter.errors import AddressError, CSVImportError, UnknownInterestError
 from newsletter.storage.db import STATUSES, SUPPRESSED, Database, memberships, now, subscribers
 
@@ -193,7 +194,7 @@ def _apply(conn: Connection, batch: list[_Row], list_id: int, report: ImportRepo
     for r in batch:
         old = existing.get(r.key)
         if old is None:
-            status = r.status or "active"
+            status = r.status or SubscriberStatus.ACTIVE
             new.append(
                 {
                     "email": r.email,

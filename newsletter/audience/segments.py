@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from newsletter.audience.subscribers import list_id
 from newsletter.core.interests import Vocabulary, split
 from newsletter.core.models import Issue, Section
+from newsletter.core.states import SubscriberStatus
 from newsletter.storage.db import memberships, subscribers
 
 
@@ -120,7 +121,7 @@ def plan_list(
     rows = conn.execute(
         select(subscribers.c.interests, func.count())
         .join(memberships, memberships.c.subscriber_id == subscribers.c.id)
-        .where(memberships.c.list_id == lid, subscribers.c.status == "active")
+        .where(memberships.c.list_id == lid, subscribers.c.status == SubscriberStatus.ACTIVE)
         .group_by(subscribers.c.interests)
         .order_by(subscribers.c.interests)
     )

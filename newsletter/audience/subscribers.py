@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from newsletter.core.addresses import normalise
 from newsletter.core.interests import Vocabulary, split
+from newsletter.core.states import SubscriberStatus
 from newsletter.errors import AudienceError, UnknownInterestError
 from newsletter.storage.db import STATUSES, SUPPRESSED, events, lists, memberships, now, subscribers
 
@@ -118,7 +119,7 @@ def add(
     *,
     name: str | None = None,
     interests: list[str] | None = None,
-    status: str = "active",
+    status: str = SubscriberStatus.ACTIVE,
 ) -> tuple[Subscriber, str]:
     """Add (or update) a subscriber on a list. Returns (subscriber, "added" | "updated")."""
     if status not in STATUSES:
@@ -181,11 +182,17 @@ def add(
 
 
 def unsubscribe(
-    conn: Connection, email: str, *, kind: str = "cli.unsubscribe", status: str = "unsubscribed"
+    conn: Connection,
+    email: str,
+    *,
+    kind: str = "cli.unsubscribe",
+    status: str = SubscriberStatus.UNSUBSCRIBED,
 ) -> Subscriber:
     """Mark a subscriber unsubscribed (or bounced/complained). Idempotent."""
     sub = get(conn, email)
-    if sub.status != status and not (sub.status in SUPPRESSED and status == "unsubscribed"):
+    if sub.status != status and not (
+        sub.status in SUPPRESSED and status == SubscriberStatus.UNSUBSCRIBED
+    ):
         stamp = now()
         conn.execute(
             update(subscribers)

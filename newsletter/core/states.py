@@ -41,7 +41,7 @@ class SendState(StrEnum):
 PENDING = (SendState.QUEUED, SendState.SENDING, SendState.DEFERRED)
 
 
-class Outcome(StrEnum):
+class RunOutcome(StrEnum):
     """How one run of a send ended (``send_runs.outcome``)."""
 
     RUNNING = "running"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from newsletter.core.states import Outcome, SendState
+from newsletter.core.states import RunOutcome, SendState
 
 
 @dataclass(frozen=True)
@@ -60,11 +60,11 @@ class SendSummary:
         )
 
     @property
-    def outcome(self) -> Outcome:
+    def outcome(self) -> RunOutcome:
         if self.paused:
-            return Outcome.PAUSED
+            return RunOutcome.PAUSED
         if self.dry_run or self.test_copies:
-            return Outcome.DRY_RUN if self.dry_run else Outcome.TEST
+            return RunOutcome.DRY_RUN if self.dry_run else RunOutcome.TEST
         if self.remaining:
-            return Outcome.INCOMPLETE
-        return Outcome.FAILURES if self.totals.get(SendState.FAILED, 0) else Outcome.COMPLETE
+            return RunOutcome.INCOMPLETE
+        return RunOutcome.FAILURES if self.totals.get(SendState.FAILED, 0) else RunOutcome.COMPLETE

@@ -29,6 +29,7 @@ from newsletter.compose.issuefiles import load_issue
 from newsletter.compose.render import RenderOptions
 from newsletter.core.interests import Vocabulary
 from newsletter.core.models import Issue
+from newsletter.core.states import PENDING, SendState
 from newsletter.core.tokens import Signer
 from newsletter.delivery import sendlog
 from newsletter.delivery.dkim import DKIMSigner
@@ -174,7 +175,7 @@ class Sender:
                 delivery = await self.transport.send(
                     self.setup.identity.from_address, options.to or "", message
                 )
-                if delivery.state != "sent":
+                if delivery.state != SendState.SENT:
                     raise TransportError(
                         f"test copy of {variant.id} to {options.to}: {delivery.reply}"
                     )
@@ -190,7 +191,7 @@ class Sender:
         for variant in plan.variants:
             self.variant(issue, variant.interest_sets[0])
         summary.variants = len(plan.variants)
-        summary.queued_now = max(0, plan.subscribers - summary.totals.get("sent", 0))
+        summary.queued_now = max(0, plan.subscribers - summary.totals.get(SendState.SENT, 0))
         summary.skipped = plan.skipped
 
     async def _send(self, issue: Issue, options: SendOptions, summary: SendSummary) -> None:
@@ -208,11 +209,7 @@ class Sender:
                 if self.limits.rate_per_hour
                 else []
             )
-            total = sum(
-                v
-                for k, v in sendlog.counts(conn, options.issue).items()
-                if k in ("queued", "deferred", "sending")
-            )
+            total = sum(v for k, v in sendlog.counts(conn, options.issue).items() if k in PENDING)
         message = ""
         try:
             await SendLoop(

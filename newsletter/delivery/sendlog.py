@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
+from newsletter.core.states import RunOutcome, SendState, SubscriberStatus
 from newsletter.storage.db import (
     SUPPRESSED,
     DriverSQL,
@@ -41,7 +42,7 @@ def enqueue(conn: Connection, issue: str, list_id: int) -> int:
             bindparam("issue", issue),
             bindparam("list_id", list_id),
             subscribers.c.id,
-            bindparam("state", "queued"),
+            bindparam("state", SendState.QUEUED.value),
             bindparam("variant", ""),
             bindparam("attempts", 0),
             bindparam("reply", ""),
@@ -49,7 +50,7 @@ def enqueue(conn: Connection, issue: str, list_id: int) -> int:
             bindparam("u", stamp, type_=send_log.c.updated_at.type),
         )
         .select_from(subscribers.join(memberships, memberships.c.subscriber_id == subscribers.c.id))
-        .where(memberships.c.list_id == list_id, subscribers.c.status == "active")
+        .where(memberships.c.list_id == list_id, subscribers.c.status == SubscriberStatus.ACTIVE)
     )
     stmt = (
         dialect_insert(conn, send_log)
@@ -78,19 +79,19 @@ def enqueue(conn: Connection, issue: str, list_id: int) -> int:
 def recover(conn: Connection, issue: str, *, single_sender: bool) -> int:
     """Put back rows claimed by a sender that died; make left-over deferred rows due now."""
     stamp = now()
-    stale = send_log.c.state == "sending"
+    stale = send_log.c.state == SendState.SENDING
     if not single_sender:
         stale = and_(stale, send_log.c.claimed_at < stamp - LEASE)
     moved = conn.execute(
         update(send_log)
         .where(send_log.c.issue == issue, stale)
-        .values(state="queued", claimed_by=None, claimed_at=None, updated_at=stamp)
+        .values(state=SendState.QUEUED, claimed_by=None, claimed_at=None, updated_at=stamp)
     ).rowcount
     conn.execute(
         update(send_log)
         .where(
             send_log.c.issue == issue,
-            send_log.c.state == "deferred",
+            send_log.c.state == SendState.DEFERRED,
             send_log.c.next_attempt_at.is_(None),
         )
         .values(next_attempt_at=stamp)
@@ -185,7 +186,7 @@ def record(conn: Connection, outcomes: list[Outcome], bounce_limit: int) -> list
                 o.reply[:500],
                 o.variant,
                 driver.datetime(o.retry_at),
-                stamp if o.state == "sent" else None,
+                stamp if o.state == SendState.SENT else None,
                 1 if o.tried else 0,
                 stamp,
                 o.id,
@@ -196,7 +197,7 @@ def record(conn: Connection, outcomes: list[Outcome], bounce_limit: int) -> list
     hard = [
         o.subscriber_id
         for o in outcomes
-        if o.state == "failed" and o.code is not None and o.code >= 500
+        if o.state == SendState.FAILED and o.code is not None and o.code >= 500
     ]
     bounced: list[int] = []
     for sid in hard:
@@ -212,7 +213,7 @@ def record(conn: Connection, outcomes: list[Outcome], bounce_limit: int) -> list
             conn.execute(
                 update(subscribers)
                 .where(subscribers.c.id == sid)
-                .values(status="bounced", unsubscribed_at=moment, updated_at=moment)
+                .values(status=SubscriberStatus.BOUNCED, unsubscribed_at=moment, updated_at=moment)
             )
             bounced.append(sid)
     return bounced
@@ -223,7 +224,7 @@ def next_retry(conn: Connection, issue: str) -> datetime | None:
     value = conn.execute(
         select(func.min(send_log.c.next_attempt_at)).where(
             send_log.c.issue == issue,
-            send_log.c.state == "deferred",
+            send_log.c.state == SendState.DEFERRED,
             send_log.c.next_attempt_at.is_not(None),
         )
     ).scalar()
@@ -240,7 +241,7 @@ def counts(conn: Connection, issue: str) -> dict[str, int]:
         .where(send_log.c.issue == issue)
         .group_by(send_log.c.state)
     )
-    result = dict.fromkeys(("queued", "sending", "sent", "deferred", "failed", "skipped"), 0)
+    result: dict[str, int] = {state.value: 0 for state in SendState}
     result.update({state: int(n) for state, n in rows})
     return result
 
@@ -249,7 +250,9 @@ def failures(conn: Connection, issue: str, limit: int = 50) -> list[dict[str, An
     rows = conn.execute(
         select(subscribers.c.email, send_log.c.state, send_log.c.attempts, send_log.c.last_reply)
         .join(subscribers, subscribers.c.id == send_log.c.subscriber_id)
-        .where(send_log.c.issue == issue, send_log.c.state.in_(("failed", "deferred")))
+        .where(
+            send_log.c.issue == issue, send_log.c.state.in_((SendState.FAILED, SendState.DEFERRED))
+        )
         .order_by(send_log.c.id)
         .limit(limit)
     )
@@ -275,7 +278,7 @@ def start_run(conn: Connection, issue: str, list_name: str, origin: str) -> int:
                 list_name=list_name,
                 origin=origin,
                 started_at=now(),
-                outcome="running",
+                outcome=RunOutcome.RUNNING,
                 sent=0,
                 deferred=0,
                 failed=0,

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
 from newsletter.core.models import Issue
+from newsletter.core.states import SendState, SubscriberStatus
 from newsletter.delivery import sendlog
 from newsletter.delivery.dkim import DKIMSigner
 from newsletter.delivery.message import Draft, MessageTemplate, Recipient
@@ -134,13 +135,13 @@ class SendLoop:
     def settle(self, row: sendlog.Claimed, vid: str, delivery: Delivery) -> None:
         retry_at = None
         summary = self.summary
-        if delivery.state == "deferred":
+        if delivery.state == SendState.DEFERRED:
             n = self.tries[row.id] = self.tries.get(row.id, 0) + 1
             if n < self.limits.retries and not self.halted:
                 retry_at = now() + timedelta(seconds=self.limits.backoff * 2 ** (n - 1))
             else:
                 summary.deferred += 1  # left for the next run
-        elif delivery.state == "sent":
+        elif delivery.state == SendState.SENT:
             summary.sent += 1
         else:
             summary.failed += 1
@@ -158,11 +159,11 @@ class SendLoop:
 
     def give_back(self, row: sendlog.Claimed) -> None:
         self.outcomes.append(
-            sendlog.Outcome(row.id, row.subscriber_id, "queued", None, "", tried=False)
+            sendlog.Outcome(row.id, row.subscriber_id, SendState.QUEUED, None, "", tried=False)
         )
 
     def _not_sent(self, row: sendlog.Claimed, state: str, reason: str) -> None:
-        tried = state == "failed"
+        tried = state == SendState.FAILED
         self.outcomes.append(
             sendlog.Outcome(row.id, row.subscriber_id, state, None, reason, tried=tried)
         )
@@ -173,17 +174,17 @@ class SendLoop:
 
     # -- personalising -------------------------------------------------------------------------
     def prepare(self, row: sendlog.Claimed) -> tuple[str, Draft] | None:
-        if row.status != "active":
-            self._not_sent(row, "skipped", f"subscriber is {row.status}")
+        if row.status != SubscriberStatus.ACTIVE:
+            self._not_sent(row, SendState.SKIPPED, f"subscriber is {row.status}")
             return None
         vid, template = self.sender.variant(self.issue, row.interests)
         if template is None:
-            self._not_sent(row, "skipped", "nothing in this issue matches their interests")
+            self._not_sent(row, SendState.SKIPPED, "nothing in this issue matches their interests")
             return None
         try:
             return vid, template.draft(Recipient(row.subscriber_id, row.email, row.name), now())
         except (HeaderError, MessageError, ValueError) as exc:
-            self._not_sent(row, "failed", f"cannot build the message: {exc}")
+            self._not_sent(row, SendState.FAILED, f"cannot build the message: {exc}")
             return None
 
     def jobs(self, rows: list[sendlog.Claimed]) -> list[Job]:
@@ -273,10 +274,10 @@ class SendLoop:
         keep = []
         for job in batch:
             status = statuses.get(job[0].subscriber_id, "deleted")
-            if status == "active":
+            if status == SubscriberStatus.ACTIVE:
                 keep.append(job)
             else:
-                self._not_sent(job[0], "skipped", f"subscriber is {status}")
+                self._not_sent(job[0], SendState.SKIPPED, f"subscriber is {status}")
         return keep
 
     def _statuses(self, ids: list[int]) -> dict[int, str]:

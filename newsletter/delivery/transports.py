@@ -23,11 +23,12 @@ from typing import Literal, Protocol
 
 import aiosmtplib
 
+from newsletter.core.states import SendState
 from newsletter.delivery.message import WireSafe
 from newsletter.delivery.smtpwire import NOT_SENT, PipelinedSession
 from newsletter.errors import TransportError
 
-State = Literal["sent", "deferred", "failed"]
+State = Literal[SendState.SENT, SendState.DEFERRED, SendState.FAILED]
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,10 @@ class Delivery:
 def classify(code: int, message: str) -> Delivery:
     reply = f"{code} {message}".strip()[:500]
     if 200 <= code < 300:
-        return Delivery("sent", code, reply)
+        return Delivery(SendState.SENT, code, reply)
     if 400 <= code < 500:
-        return Delivery("deferred", code, reply)
-    return Delivery("failed", code, reply)
+        return Delivery(SendState.DEFERRED, code, reply)
+    return Delivery(SendState.FAILED, code, reply)
 
 
 class Transport(Protocol):
@@ -161,12 +162,14 @@ class SMTPTransport:
         try:
             mail_from = b"MAIL FROM:<%s>\r\n" % _ascii_address(sender)  # once, not per message
         except (ValueError, UnicodeError) as exc:
-            return [Delivery("failed", None, f"bad sender address: {exc}"[:500])] * len(batch)
+            return [Delivery(SendState.FAILED, None, f"bad sender address: {exc}"[:500])] * len(
+                batch
+            )
         for i, (recipient, message) in enumerate(batch):
             try:
                 envelope = mail_from + b"RCPT TO:<%s>\r\n" % _ascii_address(recipient)
             except (ValueError, UnicodeError) as exc:
-                results[i] = Delivery("failed", None, f"bad address: {exc}"[:500])
+                results[i] = Delivery(SendState.FAILED, None, f"bad address: {exc}"[:500])
                 continue
             ready.append((i, recipient, envelope, _data(message)))
         if ready:
@@ -206,7 +209,11 @@ class SMTPTransport:
             classify(r.code, r.text)
             if r.code > 0
             else Delivery(
-                "deferred", None, r.text[:500], connection_error=True, tried=r.code != NOT_SENT
+                SendState.DEFERRED,
+                None,
+                r.text[:500],
+                connection_error=True,
+                tried=r.code != NOT_SENT,
             )
             for r in replies
         ]
@@ -217,7 +224,7 @@ class SMTPTransport:
             return self._idle.pop() if self._idle else await self._connect()
         except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
             return Delivery(
-                "deferred", None, f"connection failed: {exc}"[:500], connection_error=True
+                SendState.DEFERRED, None, f"connection failed: {exc}"[:500], connection_error=True
             )
 
     async def _send_serial(
@@ -229,18 +236,23 @@ class SMTPTransport:
         except aiosmtplib.SMTPServerDisconnected as exc:
             keep = False
             return Delivery(
-                "deferred", None, f"connection dropped: {exc}"[:500], connection_error=True
+                SendState.DEFERRED, None, f"connection dropped: {exc}"[:500], connection_error=True
             )
         except aiosmtplib.SMTPTimeoutError as exc:
             keep = False
-            return Delivery("deferred", None, f"timed out: {exc}"[:500], connection_error=True)
+            return Delivery(
+                SendState.DEFERRED, None, f"timed out: {exc}"[:500], connection_error=True
+            )
         except aiosmtplib.SMTPResponseException as exc:
             keep = exc.code != 421
             return classify(exc.code, exc.message)
         except (aiosmtplib.SMTPException, OSError) as exc:
             keep = False
             return Delivery(
-                "deferred", None, f"{type(exc).__name__}: {exc}"[:500], connection_error=True
+                SendState.DEFERRED,
+                None,
+                f"{type(exc).__name__}: {exc}"[:500],
+                connection_error=True,
             )
         finally:
             if keep and client.is_connected:
@@ -349,8 +361,10 @@ class MaildirTransport:
         try:
             key = self._box.add(message)
         except OSError as exc:
-            return Delivery("deferred", None, f"cannot write to {self.path}: {exc.strerror}")
-        return Delivery("sent", 250, f"250 stored as {key}")
+            return Delivery(
+                SendState.DEFERRED, None, f"cannot write to {self.path}: {exc.strerror}"
+            )
+        return Delivery(SendState.SENT, 250, f"250 stored as {key}")
 
     async def send_many(self, sender: str, batch: Sequence[tuple[str, bytes]]) -> list[Delivery]:
         return [await self.send(sender, recipient, message) for recipient, message in batch]

@@ -30,6 +30,7 @@ from sqlalchemy import insert, select, update
 from newsletter.compose.issuefiles import build_and_write, load_issue
 from newsletter.compose.select import ComposeOptions
 from newsletter.config import ScheduleSettings, Settings
+from newsletter.core.states import RunOutcome, ScheduleOutcome
 from newsletter.delivery.factory import make_sender
 from newsletter.errors import NewsletterError, NoArticlesError, ScheduleError, SendLockedError
 from newsletter.storage import locks
@@ -221,7 +222,7 @@ class SchedulerService:
                     schedule=name,
                     issue=day.isoformat(),
                     started_at=now(),
-                    outcome="running",
+                    outcome=ScheduleOutcome.RUNNING,
                     sent=0,
                     failed=0,
                     skipped=0,
@@ -233,7 +234,7 @@ class SchedulerService:
         try:
             result = self._run(schedule, day)
         except NewsletterError as exc:
-            result = {"outcome": "failed", "detail": str(exc)}
+            result = {"outcome": ScheduleOutcome.FAILED, "detail": str(exc)}
         with self.db.connect() as conn, conn.begin():
             conn.execute(
                 update(schedule_runs)
@@ -274,7 +275,7 @@ class SchedulerService:
         note = self._issue(schedule, day)
         if note is None:
             return {
-                "outcome": "skipped",
+                "outcome": ScheduleOutcome.SKIPPED,
                 "detail": "no new articles since the last issue: no issue",
             }
         if schedule.build_only:
@@ -290,7 +291,7 @@ class SchedulerService:
                         )
                     )
                 detail += f"; test copies sent to {schedule.notify}"
-            return {"outcome": "built", "detail": detail}
+            return {"outcome": ScheduleOutcome.BUILT, "detail": detail}
         totals = {"sent": 0, "failed": 0, "skipped": 0}
         outcomes = []
         for list_name in schedule.lists:
@@ -305,7 +306,11 @@ class SchedulerService:
             )
             if self._stop.is_set():
                 break
-        worst = "sent" if all(o.endswith("complete") for o in outcomes) else "incomplete"
+        worst = (
+            ScheduleOutcome.SENT
+            if all(o.endswith(RunOutcome.COMPLETE) for o in outcomes)
+            else ScheduleOutcome.INCOMPLETE
+        )
         return {"outcome": worst, "detail": f"{note}; " + "; ".join(outcomes), **totals}
 
     def _send(self, options: Any) -> Any:

@@ -34,7 +34,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
 from newsletter.core.clock import now
-from newsletter.core.states import STATUSES, SUPPRESSED, SendState
+from newsletter.core.states import STATUSES, SUPPRESSED, SendState, SubscriberStatus
 from newsletter.errors import DatabaseError
 
 __all__ = ["STATUSES", "SUPPRESSED", "now"]
@@ -76,7 +76,7 @@ subscribers = Table(
     Column("email", String(320), nullable=False),
     Column("email_key", String(320), nullable=False, unique=True),
     Column("name", String(200), nullable=False, default=""),
-    Column("status", String(16), nullable=False, default="active"),
+    Column("status", String(16), nullable=False, default=SubscriberStatus.ACTIVE.value),
     # Canonical form: the interests sorted in vocabulary order, joined by ";" ("" = everything).
     # A plain string so that variants can be planned with one GROUP BY.
     Column("interests", String(1000), nullable=False, default=""),

@@ -35,6 +35,7 @@ from newsletter.compose.select import ComposeOptions
 from newsletter.compose.sources import is_url
 from newsletter.config import Settings, load_settings
 from newsletter.core.interests import split
+from newsletter.core.states import SubscriberStatus
 from newsletter.errors import NewsletterError, ServerError
 
 if TYPE_CHECKING:
@@ -208,7 +209,7 @@ class PreviewServer:
             interests, status = found
             vid, urls = self._variants_of(result).variant_of(interests)
             note = f"{email}: {', '.join(split(interests)) or 'everything'}"
-            if status != "active":
+            if status != SubscriberStatus.ACTIVE:
                 note += f" ({status}: would not be sent)"
             if not urls:
                 note += " — nothing in this issue matches: would be skipped"

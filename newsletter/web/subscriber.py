@@ -13,6 +13,7 @@ from starlette.responses import HTMLResponse, Response
 from newsletter.audience import selfservice
 from newsletter.audience.subscribers import Subscriber
 from newsletter.core.interests import split
+from newsletter.core.states import SubscriberStatus
 from newsletter.core.tokens import Purpose
 from newsletter.errors import TokenError, UnknownInterestError
 from newsletter.web.common import client_detail, context, form, html
@@ -113,7 +114,7 @@ async def preferences(request: Request) -> Response:
         chosen=split(interests),
         lists=chosen_lists,
         saved=True,
-        status="active" if again else sub.status,
+        status=SubscriberStatus.ACTIVE if again else sub.status,
     )
     return html(request, "preferences.html", **values)
 
