@@ -178,7 +178,7 @@ def test_subscriber_edition_matches_their_interests(audience_preview: PreviewSer
     gone = _get(audience_preview.url + "?subscriber=former%40example.org")
     assert "(unsubscribed: would not be sent)" in gone
     unknown = _get(audience_preview.url + "?subscriber=who%40example.org")
-    assert "no subscriber &#x27;who@example.org&#x27;: showing the full edition" in unknown
+    assert "no subscriber &#39;who@example.org&#39;: showing the full edition" in unknown
 
 
 @pytest.mark.browser

@@ -28,6 +28,7 @@ from newsletter.cli.common import (
     state,
 )
 from newsletter.config import Settings
+from newsletter.core.states import RunOutcome
 from newsletter.core.tokens import Signer
 from newsletter.delivery.factory import make_sender
 from newsletter.delivery.options import SendOptions, SendSummary
@@ -135,9 +136,9 @@ def report(summary: SendSummary, as_json: bool) -> int:
             "stopped: messages not yet sent stay queued; run the same command to resume",
             markup=False,
         )
-    if summary.outcome in ("paused", "incomplete"):
+    if summary.outcome in (RunOutcome.PAUSED, RunOutcome.INCOMPLETE):
         return EXIT_UNDELIVERED
-    return EXIT_FAILURES if summary.outcome == "failures" else 0
+    return EXIT_FAILURES if summary.outcome == RunOutcome.FAILURES else 0
 
 
 def send_command(

@@ -37,6 +37,7 @@ from newsletter.config import Settings, load_settings
 from newsletter.core.interests import split
 from newsletter.core.states import SubscriberStatus
 from newsletter.errors import NewsletterError, ServerError
+from newsletter.web.pages import page
 
 if TYPE_CHECKING:
     from newsletter.storage.db import Database
@@ -47,48 +48,6 @@ CONTENT_TYPES = {
     "email.txt": "text/plain; charset=utf-8",
     "issue.json": "application/json; charset=utf-8",
 }
-
-SHELL = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>Preview: {title}</title>
-<style>
- body {{ margin:0; font-family: Helvetica, Arial, sans-serif; background:#e9e7e1; color:#1b2631; }}
- header {{ padding:12px 20px; background:#1b2631; color:#ffffff; }}
- header a {{ color:#aed6f1; margin-right:14px; }}
- .status {{ font-size:13px; color:#d5dbdb; }}
- .error {{ margin:16px 20px; padding:12px; background:#fadbd8; color:#78281f; white-space:pre-wrap; }}
- .warnings {{ margin:16px 20px; padding:12px; background:#fcf3cf; font-size:13px; }}
- .frames {{ display:flex; flex-wrap:wrap; gap:24px; padding:20px; align-items:flex-start; }}
- figure {{ margin:0; }}
- figcaption {{ font-size:13px; margin-bottom:6px; }}
- iframe {{ border:1px solid #b3b6b7; background:#ffffff; display:block; }}
- .switcher {{ margin:16px 20px 0 20px; font-size:14px; }}
- .switcher form {{ display:inline-block; margin-right:24px; }}
- pre {{ background:#ffffff; padding:16px; border:1px solid #b3b6b7; width:80ch; overflow:auto; }}
-</style></head>
-<body>
-<header><strong>{title}</strong> <span class="status">{edition}</span>
- <div class="status">build #{version} · <a href="/index.html">web version</a><a href="/email.html">email.html</a><a href="/email.txt">email.txt</a><a href="/issue.json">issue.json</a></div>
-</header>
-{error}{warnings}{switcher}
-<div class="frames">
- <figure><figcaption>Desktop · 600px</figcaption><iframe id="desktop" title="Email at 600px" src="/email.html{query}" width="600" height="900"></iframe></figure>
- <figure><figcaption>Mobile · 375px</figcaption><iframe id="mobile" title="Email at 375px" src="/email.html{query}" width="375" height="900"></iframe></figure>
- <figure><figcaption>Plain text</figcaption><pre id="text">{text}</pre></figure>
-</div>
-<script>
- var version = {version};
- function fit(frame) {{
-   try {{ frame.style.height = frame.contentDocument.documentElement.scrollHeight + 20 + "px"; }} catch (e) {{}}
- }}
- document.querySelectorAll("iframe").forEach(function (f) {{ f.addEventListener("load", function () {{ fit(f); }}); }});
- setInterval(function () {{
-   fetch("/__version").then(function (r) {{ return r.json(); }}).then(function (s) {{
-     if (s.version !== version) {{ location.reload(); }}
-   }}).catch(function () {{}});
- }}, 500);
-</script>
-</body></html>
-"""
 
 
 class PreviewServer:
@@ -274,26 +233,6 @@ class PreviewServer:
             return 200, CONTENT_TYPES[name], result.files[name]
         return 404, "text/plain; charset=utf-8", b"not found"
 
-    def _switcher(self, vid: str) -> str:
-        if self.plan is None:
-            return ""
-        options = ['<option value="">Full edition</option>']
-        for v in self.plan.variants:
-            sections = ", ".join(v.per_section(self.result.issue)) if self.result else ""
-            selected = " selected" if v.id == vid else ""
-            label = f"{v.id} — {v.subscribers} subscriber(s), {len(v.urls)} articles: {sections}"
-            options.append(f'<option value="{v.id}"{selected}>{html.escape(label)}</option>')
-        return (
-            f'<div class="switcher"><form method="get" action="/"><label for="variant">Variant of '
-            f"list {html.escape(self.list_name or '')}:</label> "
-            f'<select id="variant" name="variant">{"".join(options)}</select> '
-            '<button type="submit">Show</button></form>'
-            '<form method="get" action="/"><label for="subscriber">Subscriber:</label> '
-            '<input id="subscriber" name="subscriber" type="email" placeholder="name@example.org"> '
-            '<button type="submit">Show their edition</button></form>'
-            f"<p>{self.plan.skipped} subscriber(s) get nothing this week.</p></div>"
-        )
-
     def _shell(
         self,
         result: BuildResult | None,
@@ -304,29 +243,29 @@ class PreviewServer:
         query: str = "",
         chosen: dict[str, bytes] | None = None,
     ) -> str:
-        title = result.issue.title if result else f"issue {self.day}"
-        error_html = f'<div class="error" role="alert">{html.escape(error)}</div>' if error else ""
-        warnings = (result.issue.warnings + result.problems) if result else []
-        warnings_html = (
-            '<div class="warnings"><strong>Warnings</strong><ul>'
-            + "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
-            + "</ul></div>"
-            if warnings
-            else ""
-        )
+        """The preview page (``web/templates/preview.html``; autoescaped)."""
         if chosen is not None:
-            text = html.escape(chosen["email.txt"].decode())
+            text = chosen["email.txt"].decode()
         else:
-            text = html.escape(result.rendered.email_txt) if result else ""
-        return SHELL.format(
-            title=html.escape(title),
+            text = result.rendered.email_txt if result else ""
+        variants = []
+        for v in self.plan.variants if self.plan else []:
+            sections = ", ".join(v.per_section(result.issue)) if result else ""
+            label = f"{v.id} — {v.subscribers} subscriber(s), {len(v.urls)} articles: {sections}"
+            variants.append({"id": v.id, "label": label})
+        return page(
+            "preview.html",
+            title=result.issue.title if result else f"issue {self.day}",
             version=version,
-            error=error_html,
-            warnings=warnings_html,
+            error=error,
+            warnings=(result.issue.warnings + result.problems) if result else [],
             text=text,
-            switcher=self._switcher(vid),
-            query=html.escape(query),
-            edition=html.escape(note or "full edition"),
+            plan=self.plan,
+            list_name=self.list_name or "",
+            variants=variants,
+            vid=vid,
+            query=query,
+            edition=note or "full edition",
         )
 
     def app(self) -> Starlette:
