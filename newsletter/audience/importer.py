@@ -30,10 +30,11 @@ from sqlalchemy.engine import Connection
 from newsletter.audience.seen import SeenAddresses
 from newsletter.audience.subscribers import ensure_list, record_event
 from newsletter.core.addresses import normalise
+from newsletter.core.clock import now
 from newsletter.core.interests import Vocabulary
-from newsletter.core.states import SubscriberStatus
+from newsletter.core.states import STATUSES, SUPPRESSED, SubscriberStatus
 from newsletter.errors import AddressError, CSVImportError, UnknownInterestError
-from newsletter.storage.db import STATUSES, SUPPRESSED, Database, memberships, now, subscribers
+from newsletter.storage.db import Database, memberships, subscribers
 
 MAX_FIELD = 1000
 KNOWN_COLUMNS = ("email", "name", "interests", "status")

@@ -18,10 +18,11 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from newsletter.core.addresses import normalise
+from newsletter.core.clock import now
 from newsletter.core.interests import Vocabulary, split
-from newsletter.core.states import SubscriberStatus
+from newsletter.core.states import STATUSES, SUPPRESSED, SubscriberStatus
 from newsletter.errors import AudienceError, UnknownInterestError
-from newsletter.storage.db import STATUSES, SUPPRESSED, events, lists, memberships, now, subscribers
+from newsletter.storage.db import events, lists, memberships, subscribers
 
 
 @dataclass

@@ -247,7 +247,7 @@ def lists_command(
     Example: newsletter lists
     """
     from newsletter import audience
-    from newsletter.storage.db import STATUSES
+    from newsletter.core.states import STATUSES
 
     with state(ctx).database.connect() as conn:
         counts = audience.list_counts(conn)

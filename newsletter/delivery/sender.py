@@ -27,6 +27,7 @@ from newsletter.audience.segments import plan_list
 from newsletter.audience.subscribers import list_id
 from newsletter.compose.issuefiles import load_issue
 from newsletter.compose.render import RenderOptions
+from newsletter.core.clock import now
 from newsletter.core.interests import Vocabulary
 from newsletter.core.models import Issue
 from newsletter.core.states import PENDING, SendState
@@ -40,7 +41,7 @@ from newsletter.delivery.sendloop import SendLoop
 from newsletter.delivery.transports import Transport
 from newsletter.errors import TransportError
 from newsletter.storage import locks
-from newsletter.storage.db import Database, now
+from newsletter.storage.db import Database
 
 
 @dataclass(frozen=True)

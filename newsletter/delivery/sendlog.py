@@ -16,13 +16,12 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from newsletter.core.states import RunOutcome, SendState, SubscriberStatus
+from newsletter.core.clock import now
+from newsletter.core.states import SUPPRESSED, RunOutcome, SendState, SubscriberStatus
 from newsletter.storage.db import (
-    SUPPRESSED,
     DriverSQL,
     dialect_insert,
     memberships,
-    now,
     send_log,
     send_runs,
     subscribers,

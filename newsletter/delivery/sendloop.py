@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
+from newsletter.core.clock import now
 from newsletter.core.models import Issue
 from newsletter.core.states import SendState, SubscriberStatus
 from newsletter.delivery import sendlog
@@ -28,7 +29,7 @@ from newsletter.delivery.signing import SigningProcesses
 from newsletter.delivery.transports import Delivery, Transport
 from newsletter.errors import HeaderError, MessageError, TransportError
 from newsletter.storage import locks
-from newsletter.storage.db import Database, now
+from newsletter.storage.db import Database
 
 
 class Host(Protocol):

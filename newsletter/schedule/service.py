@@ -30,11 +30,12 @@ from sqlalchemy import insert, select, update
 from newsletter.compose.issuefiles import build_and_write, load_issue
 from newsletter.compose.select import ComposeOptions
 from newsletter.config import ScheduleSettings, Settings
+from newsletter.core.clock import now
 from newsletter.core.states import RunOutcome, ScheduleOutcome
 from newsletter.delivery.factory import make_sender
 from newsletter.errors import NewsletterError, NoArticlesError, ScheduleError, SendLockedError
 from newsletter.storage import locks
-from newsletter.storage.db import Database, lists, now, schedule_runs
+from newsletter.storage.db import Database, lists, schedule_runs
 
 log = logging.getLogger("newsletter.schedule.service")
 LOCK = "scheduler"

@@ -33,12 +33,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
-from newsletter.core.clock import now
-from newsletter.core.states import STATUSES, SUPPRESSED, SendState, SubscriberStatus
+from newsletter.core.states import SendState, SubscriberStatus
 from newsletter.errors import DatabaseError
-
-__all__ = ["STATUSES", "SUPPRESSED", "now"]
-
 
 metadata = MetaData(
     naming_convention={
@@ -338,8 +334,6 @@ class Database:
 
 
 __all__ = [
-    "STATUSES",
-    "SUPPRESSED",
     "Database",
     "SQLAlchemyError",
     "events",
@@ -347,7 +341,6 @@ __all__ = [
     "locks",
     "memberships",
     "metadata",
-    "now",
     "schedule_runs",
     "send_log",
     "send_runs",
