@@ -205,7 +205,7 @@ def test_dkim_signature_verifies_with_dkimpy(world, settings: Settings, tmp_path
     assert not dkim.verify(tampered, dnsfunc=dns)
 
 
-def test_crlf_in_a_name_cannot_inject_headers(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+def test_crlf_in_a_stored_name_is_cleaned_not_injected(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
     settings, db, server = world
     with db.connect() as conn, conn.begin():
         conn.execute(
@@ -214,14 +214,12 @@ def test_crlf_in_a_name_cannot_inject_headers(world, settings: Settings) -> None
             .values(name="Bakyt\r\nBcc: victim@example.org")
         )
     summary = send(settings, db)
-    assert summary.failed == 1 and summary.sent == 16
-    assert server.handler.received("bakyt@example.org") == []
+    assert summary.failed == 0 and summary.sent == 17
     assert not server.handler.received("victim@example.org")
-    with db.connect() as conn:
-        reply = conn.execute(
-            select(send_log.c.last_reply).where(send_log.c.state == "failed")
-        ).scalar()
-    assert "line break" in reply
+    (raw,) = server.handler.received("bakyt@example.org")
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert message["Bcc"] is None
+    assert str(message["To"]) == '"Bakyt  Bcc: victim@example.org" <bakyt@example.org>'
 
 
 def test_non_ascii_names_are_encoded_words(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
@@ -229,7 +227,7 @@ def test_non_ascii_names_are_encoded_words(world, settings: Settings) -> None:  
     send(settings, db)
     (raw,) = server.handler.received("zarina@example.org")
     assert b"To: Zarina Rahimova <zarina@example.org>" in raw
-    from newsletter.delivery.message import address_header
+    from newsletter.delivery.envelope import address_header
 
     encoded = address_header("Зарина Рахимова", "zarina@example.org")
     assert encoded.isascii() and "=?utf-8?" in encoded

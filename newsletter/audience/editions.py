@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 
 from newsletter.audience.segments import edition, edition_urls, variant_id
-from newsletter.compose.render import RenderedIssue, RenderOptions, render_issue
+from newsletter.compose.render import PLACEHOLDERS, RenderedIssue, RenderOptions, render_issue
 from newsletter.core.interests import Vocabulary
 from newsletter.core.models import Issue
 
@@ -18,8 +18,17 @@ from newsletter.core.models import Issue
 class Editions:
     """The rendered variants of one issue, made on first use and kept (thread-safe)."""
 
-    def __init__(self, issue: Issue, vocabulary: Vocabulary, render: RenderOptions) -> None:
+    def __init__(
+        self,
+        issue: Issue,
+        vocabulary: Vocabulary,
+        render: RenderOptions,
+        links: tuple[str, str] = PLACEHOLDERS,
+    ) -> None:
+        """``links``: the unsubscribe and preferences URLs of email mode (the send passes its
+        secret slot marks; previews keep the placeholders)."""
         self.issue, self.vocabulary, self.render = issue, vocabulary, render
+        self.links = links
         self._rendered: dict[str, RenderedIssue] = {}
         self._by_interests: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
@@ -38,7 +47,7 @@ class Editions:
         with self._lock:
             done = self._rendered.get(vid)
         if done is None:
-            done = render_issue(edition(self.issue, urls), self.render)
+            done = render_issue(edition(self.issue, urls), self.render, self.links)
             with self._lock:
                 done = self._rendered.setdefault(vid, done)
         return vid, done

@@ -30,7 +30,7 @@ from newsletter.errors import TemplateError
 
 UNSUBSCRIBE_PLACEHOLDER = "%%unsubscribe_url%%"
 PREFERENCES_PLACEHOLDER = "%%preferences_url%%"
-PLACEHOLDERS = (UNSUBSCRIBE_PLACEHOLDER, PREFERENCES_PLACEHOLDER)
+PLACEHOLDERS: tuple[str, str] = (UNSUBSCRIBE_PLACEHOLDER, PREFERENCES_PLACEHOLDER)
 
 HTML_TEMPLATE = "email.html.j2"
 TEXT_TEMPLATE = "email.txt.j2"
@@ -111,7 +111,9 @@ def preheader(issue: Issue, limit: int = 140) -> str:
     return text if len(text) <= limit else text[: limit - 1].rsplit(" ", 1)[0] + "…"
 
 
-def _context(issue: Issue, options: RenderOptions, mode: str) -> dict[str, Any]:
+def _context(
+    issue: Issue, options: RenderOptions, mode: str, links: tuple[str, str] = PLACEHOLDERS
+) -> dict[str, Any]:
     sections = []
     for section in issue.sections:
         articles = []
@@ -156,8 +158,8 @@ def _context(issue: Issue, options: RenderOptions, mode: str) -> dict[str, Any]:
         "full_text": options.full_text,
         "language": options.language,
         "urls": {
-            "unsubscribe": UNSUBSCRIBE_PLACEHOLDER if mode == "email" else "",
-            "preferences": PREFERENCES_PLACEHOLDER if mode == "email" else "",
+            "unsubscribe": links[0] if mode == "email" else "",
+            "preferences": links[1] if mode == "email" else "",
             "web": web_url,
             "home": options.web_url,
         },
@@ -186,13 +188,17 @@ def minify(html: str) -> str:
     return _BLANK_LINES.sub("\n", _LEADING_SPACE.sub("", html)).strip() + "\n"
 
 
-def render_issue(issue: Issue, options: RenderOptions) -> RenderedIssue:
+def render_issue(
+    issue: Issue, options: RenderOptions, links: tuple[str, str] = PLACEHOLDERS
+) -> RenderedIssue:
+    """The three documents; ``links`` (unsubscribe, preferences) go where the template puts
+    its links in email mode: the placeholders by default, the send's slot marks at send time."""
     env = make_environment(options.templates_dir)
     email_raw = _render(
-        env, HTML_TEMPLATE, _context(issue, options, "email"), options.templates_dir
+        env, HTML_TEMPLATE, _context(issue, options, "email", links), options.templates_dir
     )
     web_html = _render(env, HTML_TEMPLATE, _context(issue, options, "web"), options.templates_dir)
-    text_context = _context(issue, options, "email")
+    text_context = _context(issue, options, "email", links)
     refs = LinkRefs()
     text_context["links"] = refs
     text_context["width"] = options.text_width

@@ -17,11 +17,16 @@ SIGNED_HEADERS = (
     "subject",
     "date",
     "message-id",
+    "list-id",
     "list-unsubscribe",
     "list-unsubscribe-post",
+    "reply-to",
     "mime-version",
     "content-type",
 )
+# Named once more than they occur (RFC 6376, 8.15): a second From or Subject added on the way
+# breaks the signature instead of riding on it.
+OVERSIGNED = ("from", "subject")
 
 
 _WSP = re.compile(rb"[ \t]+")
@@ -37,10 +42,25 @@ def canonical_body(body: bytes) -> bytes:
     return body + b"\r\n" if body else b""
 
 
+def canonical_pieces(pieces: list[bytes]) -> list[bytes]:
+    """The relaxed canonical form of a body cut into pieces at slots that will hold text
+    without white space or line breaks: each piece canonicalised on its own (runs of white space
+    and trailing white space never span a slot), the end-of-body rule on the last one only."""
+    out = [_WSP.sub(b" ", _TRAILING_WSP.sub(b"\r\n", piece)) for piece in pieces]
+    # After a slot the body is not empty: it ends with exactly one CRLF.
+    out[-1] = canonical_body(out[-1]) if len(out) == 1 else _TRAILING_LINES.sub(b"", out[-1]) + CRLF
+    return out
+
+
+_HEADER_WSP = re.compile(r"[ \t]+")
+
+
 def canonical_header(name: str, value: str) -> bytes:
-    """DKIM relaxed header canonicalisation (RFC 6376, 3.4.2)."""
-    unfolded = re.sub(r"\r\n(?=[ \t])", "", value)
-    return (name.lower().strip() + ":" + " ".join(unfolded.split())).encode("utf-8")
+    """DKIM relaxed header canonicalisation (RFC 6376, 3.4.2), to the letter: unfold (drop
+    every CRLF), runs of WSP (space and tab only: nothing else is white space here) to one
+    space, no WSP at the end of the value or around the colon, the name in lower case."""
+    unfolded = _HEADER_WSP.sub(" ", value.replace("\r\n", "")).strip(" ")
+    return (name.lower().rstrip(" \t") + ":" + unfolded).encode("utf-8")
 
 
 class DKIMSigner:
@@ -66,16 +86,18 @@ class DKIMSigner:
         self, headers: list[tuple[str, str]], canon_body: bytes, timestamp: int
     ) -> tuple[str, bytes]:
         """(the DKIM-Signature value without b=, the bytes to sign): cheap, done inline."""
-        names = [n for n, _ in headers if n.lower() in SIGNED_HEADERS]
+        signed = [(n, v) for n, v in headers if n.lower() in SIGNED_HEADERS]
+        names = [n.lower() for n, _ in signed]
+        names += [n for n in OVERSIGNED if n in names]  # each occurs once in our messages
         bh = base64.b64encode(hashlib.sha256(canon_body).digest()).decode()
         value = (
             f"v=1; a=rsa-sha256; c=relaxed/relaxed; d={self.domain}; s={self.selector}; "
-            f"t={timestamp}; h={':'.join(n.lower() for n in names)}; bh={bh}; b="
+            f"t={timestamp}; h={':'.join(names)}; bh={bh}; b="
         )
-        wanted = {n.lower() for n in names}
-        data = b"".join(
-            canonical_header(n, v) + CRLF for n, v in headers if n.lower() in wanted
-        ) + canonical_header("DKIM-Signature", value)
+        # Every field named in h= once, in order; the extra names select nothing (null).
+        data = b"".join(canonical_header(n, v) + CRLF for n, v in signed) + canonical_header(
+            "DKIM-Signature", value
+        )
         return value, data
 
     def key_pem(self) -> bytes:

@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from email.header import Header
-from email.utils import format_datetime, formataddr
+from email.utils import format_datetime
 from typing import Any
 
-from newsletter.compose.render import (
-    PREFERENCES_PLACEHOLDER,
-    UNSUBSCRIBE_PLACEHOLDER,
-    RenderedIssue,
-)
+from newsletter.compose.render import RenderedIssue
 from newsletter.core.tokens import TOKEN_LENGTH, Purpose, Signer
-from newsletter.delivery.dkim import DKIMSigner, canonical_body
+from newsletter.delivery.dkim import DKIMSigner, canonical_pieces
+from newsletter.delivery.envelope import address_header, fold_text
 from newsletter.errors import HeaderError, MessageError
 
 CRLF = b"\r\n"
@@ -48,45 +45,38 @@ class SenderConfig:
 
 
 def check_header(field: str, value: str) -> str:
+    """Settings-made header values (subject, list id, reply-to) must be one line."""
     if "\r" in value or "\n" in value:
         raise HeaderError(field, value)
     return value
 
 
-def encode_header(value: str) -> str:
-    """ASCII stays as it is; anything else becomes RFC 2047 encoded words (folded)."""
-    try:
-        value.encode("ascii")
-        return value
-    except UnicodeEncodeError:
-        return Header(value, "utf-8").encode(maxlinelen=76).replace("\n", "\r\n")
+@dataclass(frozen=True)
+class SlotMarks:
+    """What the template is rendered with in place of the unsubscribe and preferences URLs.
 
+    Random for every send and exactly as long as the URLs that replace them, so no article
+    text can know them in advance: a placeholder copied from the template's docs into a feed
+    item stays inert text. The body is cut at these marks once (:func:`qp_segments` records
+    where); personalising then joins the pieces with the URLs, by position.
+    """
 
-_PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
-_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.@-]+")
+    unsubscribe: str
+    preferences: str
 
+    @classmethod
+    def new(cls, base_url: str) -> SlotMarks:
+        length = len(base_url) + 3 + TOKEN_LENGTH  # BASE/u/TOKEN
+        if length < 24:  # pragma: no cover - a base URL is at least "https://x.y"
+            raise MessageError(f"base URL {base_url!r} is too short")
+        return cls(
+            ("nlU" + secrets.token_hex(length))[:length],
+            ("nlP" + secrets.token_hex(length))[:length],
+        )
 
-def address_header(name: str, email: str) -> str:
-    if _PLAIN_NAME.fullmatch(name) and _PLAIN_ADDRESS.fullmatch(email):
-        # The common case, as formataddr would write it (no quoting, no encoding needed).
-        return f"{name} <{email}>" if name.strip() else email
-    check_header("address", name)
-    check_header("address", email)
-    domain = email.rpartition("@")[2]
-    try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        raise MessageError(
-            f"address {email!r} has a domain that cannot be encoded", recipient=email
-        ) from None
-    local = email.rpartition("@")[0]
-    try:
-        local.encode("ascii")
-    except UnicodeEncodeError:
-        raise MessageError(
-            f"address {email!r} needs SMTPUTF8, which is not supported", recipient=email
-        ) from None
-    return formataddr((name, f"{local}@{ascii_domain}"), charset="utf-8").replace("\n", "\r\n")
+    @property
+    def slots(self) -> tuple[str, str]:
+        return (self.unsubscribe, self.preferences)
 
 
 # -- quoted-printable with slots ------------------------------------------------------------------
@@ -94,14 +84,22 @@ def address_header(name: str, email: str) -> str:
 _LITERAL = frozenset(range(33, 127)) - {ord("=")}
 
 
-def qp_encode(text: str, slots: tuple[str, ...] = ()) -> bytes:
-    """Quoted-printable (RFC 2045), CRLF line ends, lines <= 76 octets; ``slots`` never split.
+def qp_segments(text: str, slots: tuple[str, ...] = ()) -> tuple[list[bytes], list[int]]:
+    """Quoted-printable (RFC 2045), CRLF line ends, lines <= 76 octets, cut at the slots.
+
+    Returns the encoded pieces between the slots and which slot each cut was (so
+    ``pieces[0] + slot[order[0]] + pieces[1] + ...`` is the whole encoding); a slot is never
+    split across lines. Where each slot lands is recorded while encoding: the encoded body is
+    never searched afterwards.
 
     A "." that would start a line is written as ``=2E``, so the body never needs SMTP
     dot-stuffing (the transport can send it as it is).
     """
     pattern = re.compile("|".join(re.escape(s) for s in slots)) if slots else None
+    index = {slot: i for i, slot in enumerate(slots)}
     out: list[str] = []
+    done = 0  # length of the lines in ``out`` with their CRLFs
+    cuts: list[tuple[int, int]] = []  # (offset in the output, slot)
     for line in text.split("\n"):
         line = line.rstrip("\r")
         pieces: list[tuple[bool, str]] = []
@@ -118,17 +116,34 @@ def qp_encode(text: str, slots: tuple[str, ...] = ()) -> bytes:
             for token in tokens:
                 if len(current) + len(token) > 75:
                     out.append(current + "=")
+                    done += len(current) + 3
                     current = ""
                 if not current and token == ".":
                     token = "=2E"  # no line starts with ".": SMTP needs no dot-stuffing
+                if is_slot:
+                    cuts.append((done + len(current), index[token]))
                 current += token
         if current.endswith((" ", "\t")):
             current = current[:-1] + ("=20" if current[-1] == " " else "=09")
             if len(current) > 76:
                 out.append(current[:-3] + "=")
+                done += len(current) - 3 + 3
                 current = current[-3:]
         out.append(current)
-    return "\r\n".join(out).encode("ascii")
+        done += len(current) + 2
+    encoded = "\r\n".join(out).encode("ascii")
+    segments: list[bytes] = []
+    pos = 0
+    for offset, slot in cuts:
+        segments.append(encoded[pos:offset])
+        pos = offset + len(slots[slot])
+    segments.append(encoded[pos:])
+    return segments, [slot for _, slot in cuts]
+
+
+def qp_encode(text: str) -> bytes:
+    """Quoted-printable of ``text`` (see :func:`qp_segments`)."""
+    return qp_segments(text)[0][0]
 
 
 def _qp_tokens(text: str) -> list[str]:
@@ -140,21 +155,6 @@ def _qp_tokens(text: str) -> list[str]:
         else:
             tokens.extend(f"={b:02X}" for b in ch.encode("utf-8"))
     return tokens
-
-
-def _split_slots(body: bytes, slots: tuple[str, ...]) -> tuple[list[bytes], list[int]]:
-    """``body`` cut at every slot: the pieces between them, and which slot each cut was."""
-    pattern = re.compile(b"|".join(re.escape(slot.encode()) for slot in slots))
-    index = {slot.encode(): i for i, slot in enumerate(slots)}
-    pieces: list[bytes] = []
-    order: list[int] = []
-    pos = 0
-    for m in pattern.finditer(body):
-        pieces.append(body[pos : m.start()])
-        order.append(index[m.group(0)])
-        pos = m.end()
-    pieces.append(body[pos:])
-    return pieces, order
 
 
 def _fill(pieces: list[bytes], order: list[int], values: tuple[bytes, ...]) -> bytes:
@@ -176,7 +176,11 @@ class Recipient:
 
 
 class MessageTemplate:
-    """One variant's message, ready to be personalised many times."""
+    """One variant's message, ready to be personalised many times.
+
+    ``rendered`` must have been rendered with ``marks`` as its unsubscribe and preferences URLs
+    (:class:`SlotMarks`); the template's own links are the only places personalised.
+    """
 
     def __init__(
         self,
@@ -186,68 +190,63 @@ class MessageTemplate:
         sender: SenderConfig,
         signer: Signer,
         dkim: DKIMSigner | None = None,
+        *,
+        marks: SlotMarks,
     ) -> None:
         self.issue_key = issue_key
         self.variant = variant
         self.sender = sender
         self.signer = signer
         self.dkim = dkim
-        url_len = len(sender.base_url) + 3 + TOKEN_LENGTH
-        self._unsub_slot = "~U" + "~" * (url_len - 2)
-        self._prefs_slot = "~P" + "~" * (url_len - 2)
-        self._token_slot = "~T" + "~" * (TOKEN_LENGTH - 2)
-        slots = (self._unsub_slot, self._prefs_slot)
-        text = rendered.email_txt.replace(UNSUBSCRIBE_PLACEHOLDER, self._unsub_slot).replace(
-            PREFERENCES_PLACEHOLDER, self._prefs_slot
-        )
-        html = rendered.email_html.replace(UNSUBSCRIBE_PLACEHOLDER, self._unsub_slot).replace(
-            PREFERENCES_PLACEHOLDER, self._prefs_slot
-        )
+        if len(marks.unsubscribe) != len(sender.base_url) + 3 + TOKEN_LENGTH:
+            raise MessageError(f"variant {variant}: slot marks made for another base URL")
+        slots = marks.slots
+        for part, kind in ((rendered.email_txt, "text"), (rendered.email_html, "HTML")):
+            if marks.unsubscribe not in part:
+                raise MessageError(f"variant {variant}: the {kind} part has no unsubscribe link")
         boundary = f"=_nl_{hashlib.sha1((issue_key + variant).encode()).hexdigest()[:24]}"
         self.boundary = boundary
-        part = (
+        part_head = (
             'Content-Type: text/{kind}; charset="utf-8"\r\n'
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n"
         )
-        body = b"".join(
-            [
-                f"--{boundary}\r\n".encode(),
-                part.format(kind="plain").encode(),
-                qp_encode(text, slots),
-                CRLF,
-                f"--{boundary}\r\n".encode(),
-                part.format(kind="html").encode(),
-                qp_encode(html, slots),
-                CRLF,
-                f"--{boundary}--\r\n".encode(),
-            ]
-        )
-        if body.startswith(b".") or b"\n." in body:  # qp_encode never lets this happen
+        text_pieces, text_order = qp_segments(rendered.email_txt, slots)
+        html_pieces, html_order = qp_segments(rendered.email_html, slots)
+        # One list of pieces for the whole body: the MIME framing joins onto the pieces at
+        # each end of each part.
+        opening = f"--{boundary}\r\n{part_head.format(kind='plain')}".encode()
+        middle = f"\r\n--{boundary}\r\n{part_head.format(kind='html')}".encode()
+        closing = f"\r\n--{boundary}--\r\n".encode()
+        text_pieces[0] = opening + text_pieces[0]
+        text_pieces[-1] += middle + html_pieces[0]
+        self._pieces = [*text_pieces, *html_pieces[1:]]
+        self._pieces[-1] += closing
+        self._slot_order = text_order + html_order
+        self.body = _fill(self._pieces, self._slot_order, (b"", b""))
+        if self._pieces[0].startswith(b".") or any(b"\n." in p for p in self._pieces):
             raise MessageError(f"variant {variant}: a body line starts with '.'")
-        self.body = body
-        self._pieces, self._slot_order = _split_slots(body, slots)
-        self._canon_pieces, self._canon_order = _split_slots(
-            canonical_body(body) if dkim else b"", slots
-        )
+        # Relaxed body canonicalisation works within lines and the URLs hold no white space,
+        # so the canonical body is the canonical pieces joined with the same URLs.
+        self._canon_pieces = canonical_pieces(self._pieces) if dkim else []
+        self._token_slot = "~T" + "~" * (TOKEN_LENGTH - 2)
+        self._unsub_slot = marks.unsubscribe
         unsub_mailto = (
             f"<mailto:{sender.unsubscribe_mailto}?subject=unsubscribe%20{self._token_slot}>"
         )
         self._list_unsubscribe = f"<{self._unsub_slot}>, {unsub_mailto}"
         self.static_headers: list[tuple[str, str]] = [
-            ("From", address_header(sender.from_name, sender.from_address)),
-            ("Subject", encode_header(check_header("Subject", sender.subject))),
+            ("From", address_header(sender.from_name, sender.from_address, "From")),
+            ("Subject", fold_text(check_header("Subject", sender.subject), len("Subject: "))),
             ("MIME-Version", "1.0"),
             ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
-            ("List-Id", encode_header(check_header("List-Id", sender.list_id))),
+            ("List-Id", fold_text(check_header("List-Id", sender.list_id), len("List-Id: "))),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
         if sender.reply_to:
-            self.static_headers.append(("Reply-To", check_header("Reply-To", sender.reply_to)))
+            reply_to = check_header("Reply-To", sender.reply_to)
+            self.static_headers.append(("Reply-To", address_header("", reply_to, "Reply-To")))
         self._date_cache: tuple[int, str] = (-1, "")
-        self.slot_counts = (
-            body.count(self._unsub_slot.encode()),
-            body.count(self._prefs_slot.encode()),
-        )
+        self.slot_counts = (self._slot_order.count(0), self._slot_order.count(1))
 
     def _date(self, when: datetime) -> str:
         second = int(when.timestamp())
@@ -291,7 +290,7 @@ class MessageTemplate:
         head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("utf-8")
         if self.dkim is None:
             return Draft(head, body)
-        canon = _fill(self._canon_pieces, self._canon_order, values)
+        canon = _fill(self._canon_pieces, self._slot_order, values)
         value, data = self.dkim.prepare(headers, canon, int(when.timestamp()))
         return Draft(head, body, value, data)
 

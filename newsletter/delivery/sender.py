@@ -34,7 +34,7 @@ from newsletter.core.states import PENDING, SendState
 from newsletter.core.tokens import Signer
 from newsletter.delivery import sendlog
 from newsletter.delivery.dkim import DKIMSigner
-from newsletter.delivery.message import MessageTemplate, Recipient, SenderConfig
+from newsletter.delivery.message import MessageTemplate, Recipient, SenderConfig, SlotMarks
 from newsletter.delivery.options import Limits, SendOptions, SendSummary
 from newsletter.delivery.ratelimit import RateLimiter
 from newsletter.delivery.sendloop import SendLoop
@@ -116,6 +116,7 @@ class Sender:
         self._templates: dict[str, MessageTemplate | None] = {}
         self._variants: dict[str, tuple[str, MessageTemplate | None]] = {}  # by interests
         self._editions: Editions | None = None
+        self._marks = SlotMarks("", "")
 
     def request_stop(self) -> None:
         """Stop claiming; messages in flight finish; the rest stays queued (SIGTERM, SIGINT)."""
@@ -128,7 +129,9 @@ class Sender:
         if known is not None:
             return known
         if self._editions is None or self._editions.issue is not issue:
-            self._editions = Editions(issue, self.vocabulary, self.setup.render)
+            config = sender_config(self.setup.identity, issue)
+            self._marks = SlotMarks.new(config.base_url)
+            self._editions = Editions(issue, self.vocabulary, self.setup.render, self._marks.slots)
         vid, urls = self._editions.variant_of(interests)
         if vid and vid not in self._templates:
             _, rendered = self._editions.rendered(urls)
@@ -139,6 +142,7 @@ class Sender:
                 sender_config(self.setup.identity, issue),
                 self.signer,
                 self.dkim,
+                marks=self._marks,
             )
         known = self._variants[interests] = (vid, self._templates.get(vid))
         return known
