@@ -170,6 +170,11 @@ class TransportError(NewsletterError):
     """Sending cannot go on: the server refuses our credentials, TLS cannot be set up..."""
 
 
+class SendInterrupted(NewsletterError):
+    """A send was stopped before the messages in flight finished: a second SIGTERM/SIGINT, or
+    the grace period after the first one ran out (what is unsent stays queued)."""
+
+
 class SendLockedError(NewsletterError):
     """Another sender (or scheduler) holds the lock of this send."""
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from newsletter.delivery.smtp import SMTPConfig, SMTPTransport
 from newsletter.delivery.smtpwire import NOT_SENT, PipelinedSession, Reply
-from newsletter.delivery.transports import SMTPConfig, SMTPTransport
 from tests.conftest import RecordingHandler, SMTPServer, start_smtp, stop_smtp
 
 MESSAGE = b"From: a@example.org\r\nTo: b@example.org\r\nSubject: t\r\n\r\nhello\r\n"
@@ -23,7 +23,7 @@ async def _send_all(
 ) -> tuple[list[str], list[type]]:
     transport = SMTPTransport(config)
     await transport.open()
-    kinds = [type(c) for c in transport._idle]
+    kinds = [type(c) for _, c in transport._idle]
     try:
         states = [(await transport.send("a@example.org", to, m)).state for to, m in items]
     finally:
@@ -61,10 +61,10 @@ def test_rejected_recipient_is_reset_and_the_connection_carries_on(smtp_server: 
     async def go() -> tuple[list[str], int]:
         transport = SMTPTransport(_config(smtp_server))
         await transport.open()
-        first = transport._idle[0]
+        first = transport._idle[0][1]
         try:
             states = [(await transport.send("a@example.org", to, m)).state for to, m in items]
-            return states, sum(1 for c in transport._idle if c is first)
+            return states, sum(1 for _, c in transport._idle if c is first)
         finally:
             await transport.close()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from newsletter.delivery.transports import SMTPConfig, SMTPTransport
+from newsletter.delivery.smtp import SMTPConfig, SMTPTransport
 from newsletter.errors import TransportError
 from tests.conftest import RecordingHandler, SMTPServer, start_smtp, stop_smtp
 

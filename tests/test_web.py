@@ -243,7 +243,7 @@ def test_unsubscribe_through_the_endpoint_during_a_send_stops_mail_from_then_on(
     from newsletter.delivery.factory import make_limits, send_setup
     from newsletter.delivery.options import SendOptions
     from newsletter.delivery.sender import Sender
-    from newsletter.delivery.transports import SMTPConfig, SMTPTransport
+    from newsletter.delivery.smtp import SMTPConfig, SMTPTransport
 
     client, db, _ = web
     transport = lambda: SMTPTransport(SMTPConfig("127.0.0.1", smtp_server.port, "none"))  # noqa: E731

@@ -23,7 +23,8 @@ from newsletter.delivery.factory import make_limits, send_setup
 from newsletter.delivery.localserver import free_port
 from newsletter.delivery.options import SendOptions
 from newsletter.delivery.sender import Sender
-from newsletter.delivery.transports import MaildirTransport, SMTPConfig, SMTPTransport
+from newsletter.delivery.smtp import SMTPConfig, SMTPTransport
+from newsletter.delivery.transports import MaildirTransport
 from newsletter.storage.db import Database
 from newsletter.web.app import create_app
 from tests.conftest import REPO, SMTPServer

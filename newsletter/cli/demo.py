@@ -31,7 +31,7 @@ def demo_command(
     from newsletter.core.tokens import Signer, load_key
     from newsletter.delivery.localserver import LocalSMTPServer
     from newsletter.delivery.options import SendOptions
-    from newsletter.delivery.transports import SMTPConfig, SMTPTransport
+    from newsletter.delivery.smtp import SMTPConfig, SMTPTransport
 
     st = state(ctx)
     settings = st.settings

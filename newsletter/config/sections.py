@@ -223,6 +223,7 @@ class SMTPSettings(Section):
     backoff: float = Field(default=2.0, ge=0, le=3600)
     bounce_limit: int = Field(default=3, ge=1, le=100)
     pause_after_errors: int = Field(default=10, ge=1, le=100000)
+    stop_grace: float = Field(default=20.0, ge=0, le=600)
     outbox: str = "outbox"
 
 

@@ -12,7 +12,8 @@ from newsletter.core.tokens import Signer, load_key
 from newsletter.delivery.dkim import DKIMSigner
 from newsletter.delivery.options import Limits
 from newsletter.delivery.sender import Identity, Sender, SendSetup
-from newsletter.delivery.transports import MaildirTransport, SMTPConfig, SMTPTransport, Transport
+from newsletter.delivery.smtp import SMTPConfig, SMTPTransport
+from newsletter.delivery.transports import MaildirTransport, Transport
 from newsletter.storage.db import Database
 
 
@@ -65,6 +66,7 @@ def make_limits(settings: Settings) -> Limits:
         backoff=smtp.backoff,
         bounce_limit=smtp.bounce_limit,
         pause_after_errors=smtp.pause_after_errors,
+        stop_grace=smtp.stop_grace,
     )
 
 

@@ -28,6 +28,7 @@ class Limits:
     bounce_limit: int = 3
     pause_after_errors: int = 10
     batch: int = 200
+    stop_grace: float = 20.0  # seconds after a stop request before the send is cut short
 
 
 @dataclass

@@ -111,7 +111,7 @@ class Sender:
         self.progress = progress or (lambda done, total: None)
         self.from_address = setup.identity.from_address
         self.vocabulary = setup.vocabulary
-        self.stop_requested = False
+        self.stop_requests = 0
         self.owner = locks.owner_name()
         self._templates: dict[str, MessageTemplate | None] = {}
         self._variants: dict[str, tuple[str, MessageTemplate | None]] = {}  # by interests
@@ -119,8 +119,14 @@ class Sender:
         self._marks = SlotMarks("", "")
 
     def request_stop(self) -> None:
-        """Stop claiming; messages in flight finish; the rest stays queued (SIGTERM, SIGINT)."""
-        self.stop_requested = True
+        """Stop claiming; messages in flight get ``limits.stop_grace`` seconds to finish; the
+        rest stays queued (SIGTERM, SIGINT). A second request stops the send at once.
+        Safe to call from any thread or a signal handler (it only counts)."""
+        self.stop_requests += 1
+
+    @property
+    def stop_requested(self) -> bool:
+        return self.stop_requests > 0
 
     # -- variants
     def variant(self, issue: Issue, interests: str) -> tuple[str, MessageTemplate | None]:

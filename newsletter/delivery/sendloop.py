@@ -1,35 +1,46 @@
-"""The inner loop of a send: claim, personalise, sign, send, record.
+"""The inner loop of a send: claim, personalise, sign, send, record, all supervised.
 
-The event loop only personalises messages and talks SMTP. The send log is read and written by
-one database thread (claims and outcome batches run there in order, beside the event loop:
-SQLite and psycopg release the GIL while they work); DKIM signatures are made by signing
-processes (:mod:`newsletter.delivery.signing`), :data:`SIGN_CHUNK` messages per job. ``concurrency``
-workers each take up to :data:`PIPELINE_DEPTH` queued messages at a time and send them back to
-back on one connection (:meth:`Transport.send_many`).
+The event loop personalises messages and talks SMTP. Database calls run in one thread beside it
+(:mod:`newsletter.delivery.recorder`: retried on errors, outcomes committed as they arrive);
+DKIM signatures are made by signing processes (:mod:`newsletter.delivery.signing`, replaced when
+one dies), :data:`SIGN_CHUNK` messages per job. ``concurrency`` workers each take up to
+:data:`PIPELINE_DEPTH` queued messages at a time and send them back to back on one connection.
+
+Supervision: the feeder (claims), the workers, the writer and a watchdog run in one
+``asyncio.TaskGroup``. Whatever goes wrong with one message (building it, its address, an
+unexpected error while sending it) fails that recipient alone, with the reason in the log. Any
+other failure (the database gone for good, signing impossible, the send lock lost, a bug)
+cancels the rest at once; the loop then gives unsent rows back to the queue, records what it
+can, and the send ends "paused" with one line saying why. The watchdog also enforces the stop
+grace: after a stop request, messages in flight get ``stop_grace`` seconds; a second request or
+the end of the grace cuts the send short. Nothing waits without a deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Any, Protocol, TypeVar
+from typing import NamedTuple, Protocol
 
 from newsletter.core.clock import now
 from newsletter.core.models import Issue
 from newsletter.core.states import SendState, SubscriberStatus
-from newsletter.delivery import sendlog
+from newsletter.delivery import sendlog, supervise
 from newsletter.delivery.dkim import DKIMSigner
 from newsletter.delivery.message import Draft, MessageTemplate, Recipient
 from newsletter.delivery.options import Limits, SendOptions, SendSummary
 from newsletter.delivery.ratelimit import RateLimiter
+from newsletter.delivery.recorder import DatabaseThread, Recorder
 from newsletter.delivery.signing import SigningProcesses
 from newsletter.delivery.transports import Delivery, Transport
-from newsletter.errors import HeaderError, MessageError, TransportError
+from newsletter.errors import TransportError
 from newsletter.storage import locks
 from newsletter.storage.db import Database
+
+log = logging.getLogger(__name__)
 
 
 class Host(Protocol):
@@ -42,7 +53,7 @@ class Host(Protocol):
     limits: Limits
     owner: str
     from_address: str
-    stop_requested: bool
+    stop_requests: int
     progress: Callable[[int, int], None]
 
     def variant(self, issue: Issue, interests: str) -> tuple[str, MessageTemplate | None]: ...
@@ -51,16 +62,21 @@ class Host(Protocol):
     def variant_count(self) -> int: ...
 
 
-T = TypeVar("T")
-
 SIGN_CHUNK = 16  # DKIM signatures per job given to a signing process
 PIPELINE_DEPTH = 8  # messages a worker sends back to back on its connection (no rate limit)
 RECHECK_AFTER = 1.0  # a claimed row waiting longer than this has its status read again
-HEARTBEAT_SECONDS = 5.0  # how often a SQLite sender refreshes its lock (stale after 90 s)
+LAST_WRITE_DEADLINE = 15.0  # seconds for the final write after the send stopped
 
-# A message on its way to a worker: the claimed row, its variant, its draft, (with DKIM) the
-# future of its chunk's signatures with its index in that chunk, and when it was claimed.
-Job = tuple[sendlog.Claimed, str, Draft, "asyncio.Future[list[str]] | None", int, float]
+
+class Job(NamedTuple):
+    """A message on its way to a worker."""
+
+    row: sendlog.Claimed
+    variant: str
+    draft: Draft
+    signatures: asyncio.Future[list[str]] | None  # with DKIM: its chunk's signatures
+    slot: int  # its place in that chunk
+    claimed: float  # monotonic time of the claim
 
 
 class SendLoop:
@@ -80,31 +96,24 @@ class SendLoop:
         self.limits = sender.limits
         self.batch = limiter.claim_size(self.limits.batch)
         self.queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.batch)
-        self.outcomes: list[sendlog.Outcome] = []
-        self.writes: list[asyncio.Future[int]] = []
+        self.db = DatabaseThread()
+        self.recorder = Recorder(self.db, self._write, self._report_progress)
         self.tries: dict[int, int] = {}
         self.pause: list[str] = []  # why the send pauses (first reason wins)
-        self.errors_in_row = self.submitted = self.done = self.untried = 0
-        self.flush_every = max(2 * self.limits.concurrency, 50)
+        self.errors_in_row = self.submitted = self.untried = 0
         self.from_address = sender.from_address
         self.single = sender.db.backend != "postgresql"
-        self.beat = time.monotonic()
-        self.database = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sendlog")
         dkim = sender.dkim
         self.signing = SigningProcesses(dkim.key_pem()) if dkim is not None else None
 
     @property
     def halted(self) -> bool:
-        return bool(self.pause) or self.sender.stop_requested
+        return bool(self.pause) or self.sender.stop_requests > 0
 
     # -- the send log (in the database thread) -------------------------------------------------
     def _write(self, batch: list[sendlog.Outcome]) -> int:
         with self.sender.db.connect() as conn, conn.begin():
-            bounced = len(sendlog.record(conn, batch, self.limits.bounce_limit))
-            if self.single and time.monotonic() - self.beat > HEARTBEAT_SECONDS:
-                locks.heartbeat(conn, f"send:{self.options.issue}", self.sender.owner)
-                self.beat = time.monotonic()
-        return bounced
+            return len(sendlog.record(conn, batch, self.limits.bounce_limit))
 
     def _claim(self, want: int) -> list[sendlog.Claimed]:
         with self.sender.db.connect() as conn, conn.begin():
@@ -114,23 +123,17 @@ class SendLoop:
         with self.sender.db.connect() as conn:
             return sendlog.next_retry(conn, self.options.issue)
 
-    async def _in_database(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self.database, fn, *args)
+    def _statuses(self, ids: list[int]) -> dict[int, str]:
+        with self.sender.db.connect() as conn:
+            return sendlog.statuses(conn, ids)
 
-    def flush(self) -> None:
-        if self.outcomes:
-            future = asyncio.get_running_loop().run_in_executor(
-                self.database, self._write, self.outcomes[:]
-            )
-            self.writes.append(future)
-            self.outcomes.clear()
+    def _beat(self) -> bool:
+        with self.sender.db.connect() as conn, conn.begin():
+            return locks.heartbeat(conn, f"send:{self.options.issue}", self.sender.owner)
+
+    def _report_progress(self) -> None:
         s = self.summary
         self.sender.progress(s.sent + s.failed + s.deferred + s.skipped, self.total)
-
-    async def settle_writes(self, wait: bool) -> None:
-        """Count bounces of finished writes; a failed write stops the send (it raises)."""
-        while self.writes and (wait or self.writes[0].done()):
-            self.summary.bounced += await self.writes.pop(0)
 
     # -- outcomes ------------------------------------------------------------------------------
     def settle(self, row: sendlog.Claimed, vid: str, delivery: Delivery) -> None:
@@ -146,27 +149,18 @@ class SendLoop:
             summary.sent += 1
         else:
             summary.failed += 1
-        self.outcomes.append(
-            sendlog.Outcome(
-                row.id,
-                row.subscriber_id,
-                delivery.state,
-                delivery.code,
-                delivery.reply,
-                vid,
-                retry_at,
-            )
-        )
+        outcome = (row.id, row.subscriber_id, delivery.state, delivery.code, delivery.reply)
+        self.recorder.add(sendlog.Outcome(*outcome, vid, retry_at))
 
     def give_back(self, row: sendlog.Claimed) -> None:
-        self.outcomes.append(
+        self.recorder.add(
             sendlog.Outcome(row.id, row.subscriber_id, SendState.QUEUED, None, "", tried=False)
         )
 
     def _not_sent(self, row: sendlog.Claimed, state: str, reason: str) -> None:
         tried = state == SendState.FAILED
-        self.outcomes.append(
-            sendlog.Outcome(row.id, row.subscriber_id, state, None, reason, tried=tried)
+        self.recorder.add(
+            sendlog.Outcome(row.id, row.subscriber_id, state, None, reason[:500], tried=tried)
         )
         if tried:
             self.summary.failed += 1
@@ -175,6 +169,7 @@ class SendLoop:
 
     # -- personalising -------------------------------------------------------------------------
     def prepare(self, row: sendlog.Claimed) -> tuple[str, Draft] | None:
+        """The variant and draft of one row; anything wrong with this one fails it alone."""
         if row.status != SubscriberStatus.ACTIVE:
             self._not_sent(row, SendState.SKIPPED, f"subscriber is {row.status}")
             return None
@@ -184,7 +179,7 @@ class SendLoop:
             return None
         try:
             return vid, template.draft(Recipient(row.subscriber_id, row.email, row.name), now())
-        except (HeaderError, MessageError, ValueError) as exc:
+        except Exception as exc:  # this subscriber's data, whatever it is: they fail alone
             self._not_sent(row, SendState.FAILED, f"cannot build the message: {exc}")
             return None
 
@@ -198,13 +193,13 @@ class SendLoop:
                 ready.append((row, *prepared))
         claimed = time.monotonic()
         if self.signing is None:
-            return [(row, vid, draft, None, 0, claimed) for row, vid, draft in ready]
+            return [Job(row, vid, draft, None, 0, claimed) for row, vid, draft in ready]
         out: list[Job] = []
         for first in range(0, len(ready), SIGN_CHUNK):
             chunk = ready[first : first + SIGN_CHUNK]
             signatures = self.signing.submit([draft.to_sign for _, _, draft in chunk])
             out += [
-                (row, vid, draft, signatures, i, claimed)
+                Job(row, vid, draft, signatures, i, claimed)
                 for i, (row, vid, draft) in enumerate(chunk)
             ]
         return out
@@ -212,9 +207,8 @@ class SendLoop:
     # -- sending -------------------------------------------------------------------------------
     async def worker(self) -> None:
         depth = 1 if self.limiter.active else PIPELINE_DEPTH
-        last = False
-        while not last and (job := await self.queue.get()) is not None:
-            batch = [job]
+        while (job := await self.queue.get()) is not None:
+            batch, last = [job], False
             while len(batch) < depth and not self.queue.empty():
                 more = self.queue.get_nowait()
                 if more is None:
@@ -224,119 +218,175 @@ class SendLoop:
             try:
                 await self.send(batch)
             finally:
-                self.done += len(batch)
+                for _ in range(len(batch) + last):
+                    self.queue.task_done()
+            if last:
+                return
+        self.queue.task_done()
 
     async def send(self, batch: list[Job]) -> None:
         if self.halted:
             for job in batch:
-                self.give_back(job[0])
+                self.give_back(job.row)
             return
         if self.limiter.active:
             await self.limiter.wait()
-        if time.monotonic() - batch[0][5] > RECHECK_AFTER:  # the status read at the claim is old
+        if time.monotonic() - batch[0].claimed > RECHECK_AFTER:  # the status read is old
             batch = await self._still_active(batch)
             if not batch:
                 return
-        items = [
-            (row.email, draft.finish((await signatures)[i] if signatures else None))
-            for row, _, draft, signatures, i, _ in batch
-        ]
+        items = []
+        for job in batch:  # a SigningError here stops the send: nothing can be signed
+            signature = (await job.signatures)[job.slot] if job.signatures else None
+            items.append((job.row.email, job.draft.finish(signature)))
+        done: set[int] = set()
+
+        def notify(i: int, delivery: Delivery) -> None:
+            done.add(i)
+            self._delivered(batch[i], delivery)
+
         transport = self.sender.transport
         try:
-            deliveries = await transport.send_many(self.from_address, items)
+            await transport.send_many(self.from_address, items, notify)
         except TransportError as exc:
             self.pause.append(str(exc))
-            for job in batch:
-                self.give_back(job[0])
+            for i, job in enumerate(batch):
+                if i not in done:
+                    self.give_back(job.row)
+        except Exception as exc:  # a fault in the transport: the message at hand fails alone
+            self._unexpected(batch, done, exc)
+
+    def _unexpected(self, batch: list[Job], done: set[int], exc: Exception) -> None:
+        """The first message without an outcome fails with the error; the rest were not sent:
+        back to the queue (claimed again in this run)."""
+        reason = f"unexpected error while sending: {type(exc).__name__}: {exc}"
+        log.debug("unexpected error while sending", exc_info=exc)
+        rest = [job for i, job in enumerate(batch) if i not in done]
+        if rest:
+            self._not_sent(rest[0].row, SendState.FAILED, reason)
+        for job in rest[1:]:
+            self.give_back(job.row)
+            self.untried += 1
+        self.errors_in_row += 1
+        if self.errors_in_row >= self.limits.pause_after_errors and not self.pause:
+            self.pause.append(f"{self.errors_in_row} errors in a row (last: {reason})")
+
+    def _delivered(self, job: Job, delivery: Delivery) -> None:
+        if not delivery.tried:  # its connection went down before its turn
+            self.give_back(job.row)
+            self.untried += 1
             return
-        for (row, vid, *_), delivery in zip(batch, deliveries, strict=True):
-            if not delivery.tried:  # its connection went down before its turn
-                self.give_back(row)
-                self.untried += 1
-                continue
-            if not delivery.connection_error:
-                self.errors_in_row = 0
-            else:
-                self.errors_in_row += 1
-                if self.errors_in_row >= self.limits.pause_after_errors and not self.pause:
-                    self.pause.append(
-                        f"{self.errors_in_row} connection failures in a row at "
-                        f"{transport.name} (last: {delivery.reply})"
-                    )
-            self.settle(row, vid, delivery)
-        if len(self.outcomes) >= self.flush_every:
-            self.flush()
+        if not delivery.connection_error:
+            self.errors_in_row = 0
+        else:
+            self.errors_in_row += 1
+            if self.errors_in_row >= self.limits.pause_after_errors and not self.pause:
+                self.pause.append(
+                    f"{self.errors_in_row} connection failures in a row at "
+                    f"{self.sender.transport.name} (last: {delivery.reply})"
+                )
+        self.settle(job.row, job.variant, delivery)
 
     async def _still_active(self, batch: list[Job]) -> list[Job]:
         """Drop whoever stopped being active since their row was claimed (a rate limit or a
         slow server can keep a claimed row waiting for a while)."""
-        ids = [job[0].subscriber_id for job in batch]
-        statuses = await self._in_database(self._statuses, ids)
+        ids = [job.row.subscriber_id for job in batch]
+        statuses = await self.db.call("read subscriber statuses", self._statuses, ids)
         keep = []
         for job in batch:
-            status = statuses.get(job[0].subscriber_id, "deleted")
+            status = statuses.get(job.row.subscriber_id, "deleted")
             if status == SubscriberStatus.ACTIVE:
                 keep.append(job)
             else:
-                self._not_sent(job[0], SendState.SKIPPED, f"subscriber is {status}")
+                self._not_sent(job.row, SendState.SKIPPED, f"subscriber is {status}")
         return keep
 
-    def _statuses(self, ids: list[int]) -> dict[int, str]:
-        with self.sender.db.connect() as conn:
-            return sendlog.statuses(conn, ids)
-
-    async def drain(self) -> None:
-        while self.done < self.submitted:
-            await asyncio.sleep(0.005)
-        self.flush()
-        await self.settle_writes(wait=True)
-
     # -- the loop ------------------------------------------------------------------------------
-    async def run(self) -> None:
-        """Raises TransportError when the send pauses (the rest stays queued)."""
+    async def feed(self) -> None:
+        """Claim rows and queue their messages until the queue is empty and nothing is due."""
         limit, batch = self.options.limit, self.batch
-        await self.sender.transport.open()
-        if self.signing is not None:
-            await self.signing.start()
-        workers = [asyncio.create_task(self.worker()) for _ in range(self.limits.concurrency)]
-        try:
-            while not self.halted:
-                room = None if limit is None else limit - self.submitted
-                if room is not None and room <= 0:
-                    break
-                await self.settle_writes(wait=False)
-                rows = await self._in_database(self._claim, min(batch, room or batch))
-                if not rows:
-                    await self.drain()
-                    if self.untried:  # given back after a lost connection: claim them again
-                        self.untried = 0
-                        continue
-                    wake = await self._in_database(self._next_retry)
-                    if wake is None or self.halted:
-                        break
-                    await asyncio.sleep(max(0.0, min(1.0, (wake - now()).total_seconds())))
+        while not self.halted:
+            room = None if limit is None else limit - self.submitted
+            if room is not None and room <= 0:
+                break
+            rows = await self.db.call("claim messages", self._claim, min(batch, room or batch))
+            if not rows:
+                await self.queue.join()
+                await self.recorder.flushed()
+                if self.untried:  # given back after a lost connection: claim them again
+                    self.untried = 0
                     continue
-                for job in self.jobs(rows):
-                    self.submitted += 1
-                    await self.queue.put(job)
-                self.summary.variants = self.sender.variant_count
-        finally:
-            await self._finish(workers)
-        if self.pause:
-            raise TransportError(
-                self.pause[0] + "; the rest stays queued: run the same command to resume"
-            )
+                wake = await self.db.call("find the next retry", self._next_retry)
+                if wake is None or self.halted:
+                    break
+                await asyncio.sleep(max(0.0, min(1.0, (wake - now()).total_seconds())))
+                continue
+            for job in self.jobs(rows):
+                self.submitted += 1
+                await self.queue.put(job)
+            self.summary.variants = self.sender.variant_count
 
-    async def _finish(self, workers: list[asyncio.Task[None]]) -> None:
-        for _ in workers:
-            await self.queue.put(None)
-        await asyncio.gather(*workers)
-        self.flush()
+    async def _lock_beat(self) -> bool:
+        return await self.db.call("refresh the send lock", self._beat)
+
+    async def run(self) -> None:
+        """Sets ``summary.paused`` when the send pauses or stops on a failure (the rest stays
+        queued); raises only what stops it before it starts (a refused login)."""
+        await self.sender.transport.open()
+        failure = ""
         try:
-            await self.settle_writes(wait=True)
+            failure = await self._supervised()
         finally:
-            await self.sender.transport.close()
-            if self.signing is not None:
-                await self.signing.close()
-            self.database.shutdown(wait=True)
-            self.summary.stopped = self.sender.stop_requested
+            await self._cleanup()
+        if failure:
+            self.summary.paused = failure
+        elif self.pause:
+            self.summary.paused = f"{self.pause[0]}; {supervise.RESUME}"
+
+    async def _supervised(self) -> str:
+        """The feeder, workers, writer and watchdog as one group; "" or why it stopped."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                watchdog = group.create_task(
+                    supervise.watchdog(
+                        lambda: self.sender.stop_requests,
+                        self.limits.stop_grace,
+                        self._lock_beat if self.single else None,
+                        f"send:{self.options.issue}",
+                    )
+                )
+                writer = group.create_task(self.recorder.run())
+                if self.signing is not None:
+                    await self.signing.start()
+                workers = [group.create_task(self.worker()) for _ in range(self.limits.concurrency)]
+                await self.feed()
+                for _ in workers:
+                    await self.queue.put(None)
+                await asyncio.gather(*workers)
+                self.recorder.close()
+                await writer
+                watchdog.cancel()
+        except BaseExceptionGroup as group:
+            return supervise.failure_reason(group)
+        return ""
+
+    async def _cleanup(self) -> None:
+        """Whatever happened: unsent rows back to the queue, the last outcomes written, the
+        connections and signing processes closed, each step with a deadline."""
+        while not self.queue.empty():
+            job = self.queue.get_nowait()
+            if job is not None:
+                self.give_back(job.row)
+        problem = await self.recorder.last_write(LAST_WRITE_DEADLINE)
+        if problem:
+            log.warning("%s", problem)
+        self.summary.bounced += self.recorder.bounced
+        try:
+            await asyncio.wait_for(self.sender.transport.close(), 10)
+        except (TimeoutError, OSError) as exc:
+            log.warning("closing the transport: %s", exc or "no answer in 10 s")
+        if self.signing is not None:
+            await self.signing.close()
+        self.db.shutdown()
+        self._report_progress()
+        self.summary.stopped = self.sender.stop_requests > 0

@@ -17,14 +17,17 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import struct
 import sys
 from collections import deque
+from collections.abc import Callable
 from typing import BinaryIO
 
 from newsletter.errors import SigningError
 
 _LENGTH = struct.Struct(">I")
+log = logging.getLogger(__name__)
 
 
 def _frame(payload: bytes) -> bytes:
@@ -60,11 +63,30 @@ def _serve(stdin: BinaryIO, stdout: BinaryIO) -> int:
     return 0
 
 
+MAX_RESTARTS = 5  # signing processes that may die during one send before it stops
+
+
 class _Worker:
-    def __init__(self, process: asyncio.subprocess.Process) -> None:
+    """One signing process and the jobs it owes answers for (their payloads kept, so that the
+    jobs of a process that dies can be signed again by its replacement)."""
+
+    def __init__(
+        self, process: asyncio.subprocess.Process, on_exit: Callable[[_Worker], None]
+    ) -> None:
         self.process = process
-        self.waiting: deque[asyncio.Future[list[str]]] = deque()
+        self.waiting: deque[tuple[asyncio.Future[list[str]], bytes]] = deque()
+        self._on_exit = on_exit
         self.reader = asyncio.create_task(self._read())
+
+    @property
+    def alive(self) -> bool:
+        stdin = self.process.stdin
+        return stdin is not None and not stdin.is_closing() and not self.reader.done()
+
+    def send(self, future: asyncio.Future[list[str]], payload: bytes) -> None:
+        self.waiting.append((future, payload))
+        if self.process.stdin is not None:
+            self.process.stdin.write(_frame(payload))
 
     async def _read(self) -> None:
         stdout = self.process.stdout
@@ -72,64 +94,132 @@ class _Worker:
             while stdout is not None:
                 head = await stdout.readexactly(_LENGTH.size)
                 payload = await stdout.readexactly(_LENGTH.unpack(head)[0])
-                future = self.waiting.popleft()
+                future, _ = self.waiting.popleft()
                 if not future.done():
                     future.set_result(payload.decode("ascii").split("\n") if payload else [])
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
-        while self.waiting:
-            future = self.waiting.popleft()
-            if not future.done():
-                future.set_exception(SigningError("a DKIM signing process exited"))
+        self._on_exit(self)
 
 
 class SigningProcesses:
-    """A few signing processes; :meth:`submit` hands each job to the next one in turn."""
+    """A few signing processes; :meth:`submit` hands each job to the next live one in turn.
+
+    Supervised: a process that exits (killed, crashed) is replaced and the jobs it had not
+    answered go to the replacement, so no signature is lost. After :data:`MAX_RESTARTS`
+    replacements in one send, or when a replacement cannot start, the waiting jobs fail with
+    :class:`SigningError` (the send stops with that reason).
+    """
 
     def __init__(self, pem: bytes, processes: int = 2) -> None:
         self._pem = pem
         self._count = processes
         self._workers: list[_Worker] = []
         self._turn = 0
+        self._closing = False
+        self._broken = ""
+        self.restarts = 0
+        self._backlog: list[tuple[asyncio.Future[list[str]], bytes]] = []
+        self._replacing: set[asyncio.Task[None]] = set()
+
+    async def _spawn(self) -> _Worker:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "newsletter.delivery.signing",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        if process.stdin is None:  # pragma: no cover - PIPE always gives one
+            raise SigningError("cannot talk to a DKIM signing process")
+        process.stdin.write(_frame(self._pem))
+        return _Worker(process, self._exited)
 
     async def start(self) -> None:
         for _ in range(self._count):
-            process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "newsletter.delivery.signing",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-            )
-            if process.stdin is None:  # pragma: no cover - PIPE always gives one
-                raise SigningError("cannot talk to a DKIM signing process")
-            process.stdin.write(_frame(self._pem))
-            self._workers.append(_Worker(process))
+            self._workers.append(await self._spawn())
 
     def submit(self, chunk: list[bytes]) -> asyncio.Future[list[str]]:
-        worker = self._workers[self._turn % len(self._workers)]
-        self._turn += 1
         future: asyncio.Future[list[str]] = asyncio.get_running_loop().create_future()
-        stdin = worker.process.stdin
-        if stdin is None or stdin.is_closing() or worker.reader.done():
-            future.set_exception(SigningError("a DKIM signing process exited"))
+        payload = b"".join(_frame(item) for item in chunk)
+        if self._broken:
+            future.set_exception(SigningError(self._broken))
             return future
-        worker.waiting.append(future)
-        stdin.write(_frame(b"".join(_frame(item) for item in chunk)))
+        live = [w for w in self._workers if w.alive]
+        if not live:  # every process is being replaced: the first replacement takes it
+            self._backlog.append((future, payload))
+            return future
+        live[self._turn % len(live)].send(future, payload)
+        self._turn += 1
         return future
 
+    def _exited(self, worker: _Worker) -> None:
+        orphans = list(worker.waiting)
+        worker.waiting.clear()
+        if self._closing or self._broken:
+            self._fail(orphans, self._broken or "a DKIM signing process exited")
+            return
+        self.restarts += 1
+        if self.restarts > MAX_RESTARTS:
+            self._broken = f"DKIM signing processes keep exiting ({self.restarts} so far)"
+            self._fail(orphans + self._backlog, self._broken)
+            self._backlog = []
+            return
+        log.warning(
+            "a DKIM signing process exited (code %s); starting another, %d job(s) to sign again",
+            worker.process.returncode,
+            len(orphans),
+        )
+        task = asyncio.create_task(self._replace(worker, orphans))
+        self._replacing.add(task)
+        task.add_done_callback(self._replacing.discard)
+
+    async def _replace(
+        self, worker: _Worker, orphans: list[tuple[asyncio.Future[list[str]], bytes]]
+    ) -> None:
+        try:
+            new = await self._spawn()
+        except (OSError, SigningError) as exc:
+            self._broken = f"cannot start a DKIM signing process: {exc}"
+            self._fail(orphans + self._backlog, self._broken)
+            self._backlog = []
+            return
+        if worker in self._workers:
+            self._workers[self._workers.index(worker)] = new
+        else:  # pragma: no cover - every worker is in the list
+            self._workers.append(new)
+        await _reap(worker.process)
+        pending, self._backlog = orphans + self._backlog, []
+        for future, payload in pending:
+            if not future.done():
+                new.send(future, payload)
+
+    @staticmethod
+    def _fail(jobs: list[tuple[asyncio.Future[list[str]], bytes]], why: str) -> None:
+        for future, _ in jobs:
+            if not future.done():
+                future.set_exception(SigningError(why))
+
     async def close(self) -> None:
+        self._closing = True
+        for task in list(self._replacing):
+            task.cancel()
         for worker in self._workers:
             if worker.process.stdin is not None:
                 worker.process.stdin.close()
         for worker in self._workers:
-            try:
-                await asyncio.wait_for(worker.process.wait(), 10)
-            except TimeoutError:
-                worker.process.kill()
-                await worker.process.wait()
+            await _reap(worker.process, 10)
             await worker.reader
         self._workers = []
+
+
+async def _reap(process: asyncio.subprocess.Process, grace: float = 1.0) -> None:
+    """Wait for a process to end; kill it after ``grace`` seconds."""
+    try:
+        await asyncio.wait_for(process.wait(), grace)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 from typing import NamedTuple
 
 MAX_REPLY = 64 * 1024  # bytes of reply text without a line end before we give up on the server
@@ -42,8 +43,12 @@ def _ok(reply: Reply, *codes: int) -> bool:
 class PipelinedSession(asyncio.Protocol):
     """An SMTP connection after its set-up, running one message transaction at a time."""
 
-    def __init__(self, transport: asyncio.Transport, timeout: float) -> None:
+    def __init__(
+        self, transport: asyncio.Transport, timeout: float, smtputf8: bool = False
+    ) -> None:
         self._transport = transport
+        self.smtputf8 = smtputf8  # the server offers SMTPUTF8 (RFC 6531)
+        self.idle_since = 0.0  # loop time when the pool last put it aside
         self._timeout = timeout
         self._loop = asyncio.get_running_loop()
         self._buffer = bytearray()
@@ -147,7 +152,11 @@ class PipelinedSession(asyncio.Protocol):
         ``message`` is dot-stuffed and ends with ``\r\n.\r\n``."""
         return (await self.send_many([(envelope, message)]))[0]
 
-    async def send_many(self, items: list[tuple[bytes, bytes]]) -> list[Reply]:
+    async def send_many(
+        self,
+        items: list[tuple[bytes, bytes]],
+        on_reply: Callable[[int, Reply], None] | None = None,
+    ) -> list[Reply]:
         """Transactions back to back, one reply each (in order).
 
         Each message goes out in one write together with the next envelope: RFC 2920 lets
@@ -155,6 +164,8 @@ class PipelinedSession(asyncio.Protocol):
         trip (the final reply of one and the envelope replies of the next arrive together).
         When the connection is lost, the message whose transaction it was gets ``NO_REPLY``
         and the ones after it ``NOT_SENT``: they were not tried and owe nothing to the loss.
+        ``on_reply(i, reply)`` is called as each message's reply arrives, so that its outcome
+        can be recorded before the rest of the run is done.
         """
         results: list[Reply] = []
         if items:
@@ -163,10 +174,32 @@ class PipelinedSession(asyncio.Protocol):
             if self.lost:  # this one's transaction never began
                 break
             following = items[i + 1][0] + b"DATA\r\n" if i + 1 < len(items) else b""
-            reply = await self._transaction(message, following)
-            results.append(reply or self._connection_failure())
+            reply = await self._transaction(message, following) or self._connection_failure()
+            results.append(reply)
+            if on_reply is not None:
+                on_reply(i, reply)
         untried = Reply(NOT_SENT, f"not sent: {self.lost}")
-        return results + [untried] * (len(items) - len(results))
+        for i in range(len(results), len(items)):
+            results.append(untried)
+            if on_reply is not None:
+                on_reply(i, untried)
+        return results
+
+    async def check(self) -> bool:
+        """NOOP round trip: is the server still there? (for a connection idle a while)"""
+        if not self.usable:
+            return False
+        self._write(b"NOOP\r\n")
+        saved, self._timeout = self._timeout, min(self._timeout, 5.0)
+        try:
+            replies = await self._expect(1)
+        finally:
+            self._timeout = saved
+        return replies is not None and replies[0].code == 250 and self.usable
+
+    def abort(self) -> None:
+        """Drop the connection at once (its state is unknown after an unexpected error)."""
+        self._lose("aborted")
 
     async def _transaction(self, message: bytes, following: bytes) -> Reply | None:
         """The rest of a transaction whose envelope is on its way; None if the connection

@@ -73,10 +73,12 @@ def acquire_lock(conn: Connection, name: str, owner: str) -> None:
         )
 
 
-def heartbeat(conn: Connection, name: str, owner: str) -> None:
-    conn.execute(
+def heartbeat(conn: Connection, name: str, owner: str) -> bool:
+    """Refresh the holder's beat; False when ``owner`` no longer holds the lock (taken over)."""
+    result = conn.execute(
         update(locks).where(locks.c.name == name, locks.c.owner == owner).values(heartbeat_at=now())
     )
+    return result.rowcount == 1
 
 
 def release_lock(conn: Connection, name: str, owner: str) -> None:

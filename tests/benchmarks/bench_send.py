@@ -118,7 +118,7 @@ def child(ws: str, port: int, concurrency: int, key_file: str) -> None:
     from newsletter.delivery.factory import make_dkim, make_limits, send_setup
     from newsletter.delivery.options import SendOptions
     from newsletter.delivery.sender import Sender
-    from newsletter.delivery.transports import SMTPConfig, SMTPTransport
+    from newsletter.delivery.smtp import SMTPConfig, SMTPTransport
     from newsletter.storage.db import Database
 
     dkim = {"domain": "news.example.org", "selector": "bench", "private_key_file": key_file}

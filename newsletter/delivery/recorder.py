@@ -1,0 +1,147 @@
+"""The send's database thread, and the writer that records outcomes as they arrive.
+
+Every database call of a send runs in one thread beside the event loop (SQLite and psycopg
+release the GIL while they work), in order. A call that fails with a database error is
+retried (:data:`RETRY_DELAYS`, ~15 s in all: a restarted server, a lock held a while, a
+failover) before the send gives up with :class:`DatabaseError`; every call has a deadline.
+
+:class:`Recorder` is a group commit: outcomes are added as each message's reply arrives; the
+writer commits whatever is pending the moment the previous commit is done, never waiting for a
+batch to fill. While one commit runs the next outcomes gather, so a fast send writes big
+batches and a slow one writes each outcome at once. After ``kill -9`` the messages sent but not
+recorded (sent twice on resume) are those of the last commit or two: at most the messages in
+flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import DBAPIError
+
+from newsletter.delivery.sendlog import Outcome
+from newsletter.errors import DatabaseError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # then the send stops
+CALL_DEADLINE = 120.0  # seconds one database call may take
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:300]
+
+
+class DatabaseThread:
+    """One thread for every database call of a send, each retried on a database error."""
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sendlog")
+        self.retries = 0  # calls repeated after an error, for the summary and tests
+
+    async def call(self, what: str, fn: Callable[..., T], *args: Any, retry: bool = True) -> T:
+        """``fn(*args)`` in the database thread; ``what`` names it in errors ("record outcomes")."""
+        loop = asyncio.get_running_loop()
+        delays = RETRY_DELAYS if retry else ()
+        for attempt in range(len(delays) + 1):
+            try:
+                return await asyncio.wait_for(
+                    loop.run_in_executor(self._executor, fn, *args), CALL_DEADLINE
+                )
+            except (DBAPIError, TimeoutError) as exc:
+                reason = (
+                    f"no answer in {CALL_DEADLINE:g} s"
+                    if isinstance(exc, TimeoutError)
+                    else _reason(exc)
+                )
+                if attempt == len(delays):
+                    raise DatabaseError(
+                        f"cannot {what}: {reason} (tried {attempt + 1} times)"
+                    ) from exc
+                log.warning(
+                    "database error while trying to %s: %s; retrying in %g s",
+                    what,
+                    reason,
+                    delays[attempt],
+                )
+                self.retries += 1
+                await asyncio.sleep(delays[attempt])
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def shutdown(self) -> None:
+        # A call stuck past its deadline must not hold the process: do not wait for it.
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Recorder:
+    """Outcomes waiting to be written, and the writer task (:meth:`run`) that commits them."""
+
+    def __init__(
+        self,
+        database: DatabaseThread,
+        write: Callable[[list[Outcome]], int],
+        written: Callable[[], None],
+    ) -> None:
+        self._db, self._write, self._written = database, write, written
+        self.pending: list[Outcome] = []
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._closing = False
+        self.bounced = 0  # subscribers the writes marked bounced
+        self.commits = 0
+
+    def add(self, outcome: Outcome) -> None:
+        self.pending.append(outcome)
+        self._idle.clear()
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Commit what is pending, again and again, until :meth:`close` (raises DatabaseError
+        when a commit keeps failing: the send stops)."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self.pending:
+                batch, self.pending = self.pending, []
+                try:
+                    self.bounced += await self._db.call("record outcomes", self._write, batch)
+                except BaseException:
+                    self.pending[:0] = batch  # still unwritten: the last flush may try again
+                    raise
+                self.commits += 1
+                self._written()
+            self._idle.set()
+            if self._closing:
+                return
+
+    async def flushed(self) -> None:
+        """Until everything added so far is committed."""
+        await self._idle.wait()
+
+    def close(self) -> None:
+        """Let :meth:`run` end once what is pending is written."""
+        self._closing = True
+        self._wake.set()
+
+    async def last_write(self, deadline: float) -> str:
+        """After the writer stopped (failure or cancel): one last try at what is left; returns
+        why it failed ("" when written or nothing was left)."""
+        if not self.pending:
+            return ""
+        batch, self.pending = self.pending, []
+        try:
+            self.bounced += await asyncio.wait_for(
+                self._db.call("record outcomes", self._write, batch, retry=False), deadline
+            )
+        except (DatabaseError, TimeoutError) as exc:
+            return f"{len(batch)} outcome(s) not recorded ({exc}): they stay 'sending' until the next run"
+        self._written()
+        return ""

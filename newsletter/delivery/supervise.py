@@ -1,0 +1,74 @@
+"""Supervision helpers of the send loop: the watchdog task and the one line a failure gives.
+
+The send loop runs its feeder, workers, writer and :func:`watchdog` in one ``asyncio.TaskGroup``:
+the first failure cancels the rest, and :func:`failure_reason` turns what the group raised into
+the line the operator reads (``newsletter send`` exits 6 with it; the run record keeps it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from newsletter.errors import NewsletterError, SendInterrupted, SendLockedError
+
+log = logging.getLogger(__name__)
+
+WATCH_EVERY = 0.25  # seconds between the watchdog's looks
+HEARTBEAT_SECONDS = 5.0  # how often a SQLite sender refreshes its lock (stale after 90 s)
+RESUME = "the rest stays queued: run the same command to resume"
+
+
+async def watchdog(
+    stop_requests: Callable[[], int],
+    grace: float,
+    beat: Callable[[], Awaitable[bool]] | None,
+    lock_name: str,
+) -> None:
+    """Runs until cancelled. Raises :class:`SendInterrupted` when a second stop request comes or
+    the first one's ``grace`` runs out; with ``beat`` (the SQLite send lock), refreshes the lock
+    every :data:`HEARTBEAT_SECONDS` and raises :class:`SendLockedError` once it was lost."""
+    loop = asyncio.get_running_loop()
+    last_beat = loop.time()
+    stop_seen = 0.0
+    while True:
+        await asyncio.sleep(WATCH_EVERY)
+        requests = stop_requests()
+        if requests:
+            stop_seen = stop_seen or loop.time()
+            if requests > 1 or loop.time() - stop_seen >= grace:
+                why = "a second stop request" if requests > 1 else "the stop grace ran out"
+                raise SendInterrupted(
+                    f"stopped before the messages in flight finished ({why}); "
+                    "those stay 'sending' and go back to the queue at the next run"
+                )
+        if beat is not None and loop.time() - last_beat >= HEARTBEAT_SECONDS:
+            last_beat = loop.time()
+            if not await beat():
+                raise SendLockedError(
+                    f"lost the lock {lock_name} to another sender; stopping",
+                    name=lock_name,
+                    owner="",
+                )
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out += _leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc]
+    return out
+
+
+def failure_reason(group: BaseExceptionGroup[BaseException]) -> str:
+    """One line for what stopped the group; re-raises what is not an ``Exception``
+    (KeyboardInterrupt, SystemExit)."""
+    errors = _leaves(group)
+    for exc in errors:
+        if not isinstance(exc, Exception):
+            raise exc
+    exc = next((e for e in errors if isinstance(e, SendInterrupted)), errors[0])
+    if isinstance(exc, NewsletterError):
+        return f"{exc}; {RESUME}"
+    log.error("the send stopped on an unexpected error", exc_info=exc)
+    return f"stopped by an unexpected error ({type(exc).__name__}: {exc}); {RESUME}"
