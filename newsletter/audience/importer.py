@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 
 from newsletter.audience.seen import SeenAddresses
 from newsletter.audience.subscribers import ensure_list, record_event
-from newsletter.core.addresses import normalise
+from newsletter.core.addresses import control_character, normalise
 from newsletter.core.clock import now
 from newsletter.core.interests import Vocabulary
 from newsletter.core.states import STATUSES, SUPPRESSED, SubscriberStatus
@@ -37,10 +37,11 @@ from newsletter.errors import AddressError, CSVImportError, UnknownInterestError
 from newsletter.storage.db import Database, memberships, subscribers
 
 MAX_FIELD = 1000
+MAX_NAME = 200  # the subscribers.name column
 KNOWN_COLUMNS = ("email", "name", "interests", "status")
 _BAD_BYTES = re.compile("[\udc80-\udcff]")
 _LINE_BREAK = re.compile(r"[\r\n]")
-_SUSPICIOUS = re.compile("[\udc80-\udcff\r\n]")
+_SUSPICIOUS = re.compile("[\udc80-\udcff\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 csv.field_size_limit(16 * 1024 * 1024)  # long fields are rejected by our own check, by line
 
 
@@ -149,6 +150,8 @@ def _validate(
             return f"column {column!r} is longer than {MAX_FIELD} characters"
         if suspicious and _LINE_BREAK.search(value):
             return f"column {column!r} contains a line break"
+        if suspicious and (char := control_character(value)):
+            return f"column {column!r} contains a control character ({char})"
     try:
         email, key = normalise(values["email"])
     except AddressError as exc:
@@ -163,6 +166,8 @@ def _validate(
     if status is not None and status not in STATUSES:
         return f"unknown status {status!r} (one of: {', '.join(STATUSES)})"
     name = values["name"].strip() if "name" in values else None
+    if name is not None and len(name) > MAX_NAME:
+        return f"column 'name' is longer than {MAX_NAME} characters"
     attributes = {k: v for k, v in values.items() if k not in KNOWN_COLUMNS and k and v != ""}
     return _Row(line, email, key, name, interests, status, attributes)
 

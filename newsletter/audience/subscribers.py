@@ -17,7 +17,7 @@ from typing import IO, Any
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Connection
 
-from newsletter.core.addresses import normalise
+from newsletter.core.addresses import control_character, normalise
 from newsletter.core.clock import now
 from newsletter.core.interests import Vocabulary, split
 from newsletter.core.states import STATUSES, SUPPRESSED, SubscriberStatus
@@ -126,6 +126,10 @@ def add(
     if status not in STATUSES:
         raise AudienceError(f"unknown status {status!r} (one of: {', '.join(STATUSES)})")
     stored, key = normalise(email)
+    if name and (char := control_character(name)):
+        raise AudienceError(f"the name contains a control character ({char})", email=email)
+    if name and len(name) > 200:
+        raise AudienceError("the name is longer than 200 characters", email=email)
     try:
         canonical = vocabulary.canonical(interests) if interests is not None else None
     except UnknownInterestError as exc:

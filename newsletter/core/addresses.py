@@ -58,3 +58,14 @@ def normalise(raw: str) -> tuple[str, str]:
 
 def has_crlf(value: str) -> bool:
     return bool(re.search(r"[\r\n]", value))
+
+
+# C0 controls but tab, DEL, C1 controls, and the Unicode line and paragraph separators: never
+# part of a name or any text that may reach a header line.
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def control_character(value: str) -> str | None:
+    """The first control character in ``value`` as ``U+XXXX``, or None."""
+    found = CONTROL_CHARACTERS.search(value)
+    return f"U+{ord(found.group()):04X}" if found else None

@@ -18,11 +18,12 @@ from functools import lru_cache
 
 import idna
 
+from newsletter.core.addresses import CONTROL_CHARACTERS
 from newsletter.errors import MessageError
 
-# C0 controls but tab, DEL, C1 controls, and the Unicode line and paragraph separators.
-UNSAFE_TEXT = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+UNSAFE_TEXT = CONTROL_CHARACTERS
 _COMMAND_UNSAFE = re.compile(r"[\x00-\x20\x7f<>]")
+_PLAIN_ADDRESS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~ -]*")
 LINE = 78  # what a header line should not pass (RFC 5322, 2.1.1); 998 is the hard limit
 
@@ -43,6 +44,8 @@ def ascii_domain(domain: str) -> str:
 def wire_address(address: str) -> tuple[str, bool]:
     """(the address with an ASCII domain, whether it needs SMTPUTF8); raises MessageError
     for anything that could end or split an SMTP command, or a domain IDNA 2008 refuses."""
+    if _PLAIN_ADDRESS.fullmatch(address):  # the common case, ~10x cheaper
+        return address, False
     if _COMMAND_UNSAFE.search(address):
         raise MessageError(f"{address!r} cannot be used in an SMTP command", recipient=address)
     local, at, domain = address.rpartition("@")

@@ -52,9 +52,10 @@ class DatabaseThread:
         delays = RETRY_DELAYS if retry else ()
         for attempt in range(len(delays) + 1):
             try:
-                return await asyncio.wait_for(
-                    loop.run_in_executor(self._executor, fn, *args), CALL_DEADLINE
-                )
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation
+                # that comes as the call finishes, and a cancelled send must end.
+                async with asyncio.timeout(CALL_DEADLINE):
+                    return await loop.run_in_executor(self._executor, fn, *args)
             except (DBAPIError, TimeoutError) as exc:
                 reason = (
                     f"no answer in {CALL_DEADLINE:g} s"
@@ -138,9 +139,10 @@ class Recorder:
             return ""
         batch, self.pending = self.pending, []
         try:
-            self.bounced += await asyncio.wait_for(
-                self._db.call("record outcomes", self._write, batch, retry=False), deadline
-            )
+            async with asyncio.timeout(deadline):
+                self.bounced += await self._db.call(
+                    "record outcomes", self._write, batch, retry=False
+                )
         except (DatabaseError, TimeoutError) as exc:
             return f"{len(batch)} outcome(s) not recorded ({exc}): they stay 'sending' until the next run"
         self._written()

@@ -382,7 +382,8 @@ class SendLoop:
             log.warning("%s", problem)
         self.summary.bounced += self.recorder.bounced
         try:
-            await asyncio.wait_for(self.sender.transport.close(), 10)
+            async with asyncio.timeout(10):
+                await self.sender.transport.close()
         except (TimeoutError, OSError) as exc:
             log.warning("closing the transport: %s", exc or "no answer in 10 s")
         if self.signing is not None:

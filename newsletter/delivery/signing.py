@@ -216,7 +216,8 @@ class SigningProcesses:
 async def _reap(process: asyncio.subprocess.Process, grace: float = 1.0) -> None:
     """Wait for a process to end; kill it after ``grace`` seconds."""
     try:
-        await asyncio.wait_for(process.wait(), grace)
+        async with asyncio.timeout(grace):
+            await process.wait()
     except TimeoutError:
         process.kill()
         await process.wait()

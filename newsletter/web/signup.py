@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from newsletter.audience import selfservice
-from newsletter.core.addresses import normalise
+from newsletter.core.addresses import control_character, normalise
 from newsletter.core.states import SubscriberStatus
 from newsletter.core.tokens import Purpose
 from newsletter.errors import AddressError, FormError, UnknownInterestError
@@ -50,6 +50,8 @@ async def subscribe(request: Request) -> Response:
         interests = vocabulary.canonical(fields.get("interest", []))
         if len(person) > 200 or "\r" in person or "\n" in person:
             raise FormError("the name must be one line of at most 200 characters", field="name")
+        if char := control_character(person):
+            raise FormError(f"the name contains a control character ({char})", field="name")
     except (AddressError, UnknownInterestError, FormError) as exc:
         return html(request, "subscribe.html", 400, error=str(exc), **values)
     with web.database.connect() as conn, conn.begin():
