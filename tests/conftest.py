@@ -232,6 +232,7 @@ class RecordingHandler:
         self.slow_seconds = 3.0
         self.data_delay = 0.0
         self.on_message = None  # called with the recipient after each stored message
+        self.in_data = 0  # messages whose DATA is being handled right now
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
         session.host_name = hostname
@@ -260,7 +261,11 @@ class RecordingHandler:
         if rule == "slow":
             await asyncio.sleep(self.slow_seconds)
         if self.data_delay:
-            await asyncio.sleep(self.data_delay)
+            self.in_data += 1
+            try:
+                await asyncio.sleep(self.data_delay)
+            finally:
+                self.in_data -= 1
         self.messages.append(
             (envelope.rcpt_tos[0], envelope.original_content or envelope.content, time.monotonic())
         )
