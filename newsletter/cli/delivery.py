@@ -184,7 +184,7 @@ def status_command(
     Example: newsletter status 2026-11-16
     """
     from newsletter.delivery import sendlog
-    from newsletter.schedule.service import runs_for_issue
+    from newsletter.schedule.cron import runs_for_issue
 
     with state(ctx).database.connect() as conn:
         counts = sendlog.counts(conn, issue)

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from newsletter.cli.common import handles_errors, out, state
+from newsletter.cli.common import EXIT_CODES, err, handles_errors, out, state
+from newsletter.errors import SendLockedError
 
 schedule_app = typer.Typer(
     help="Send the issue every week without an operator.\n\nExample: newsletter schedule run",
@@ -56,12 +57,15 @@ def run_command(
             f"scheduler running with {len(st.settings.schedules)} schedule(s); SIGTERM or Ctrl-C stops it",
             markup=False,
         )
-        while not stop.wait(0.5):
+        while not stop.wait(0.5) and not service.stopped:
             pass
     finally:
         service.stop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if service.lost_lock:
+        err.print(f"error: {service.lost_lock}", markup=False)
+        raise typer.Exit(EXIT_CODES[SendLockedError])
     out.print("scheduler stopped", markup=False)
 
 
@@ -75,7 +79,7 @@ def show_command(
 
     Example: newsletter schedule show
     """
-    from newsletter.schedule.service import show
+    from newsletter.schedule.cron import show
 
     st = state(ctx)
     entries = show(st.settings, st.database)

@@ -19,13 +19,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from datetime import date, datetime, timedelta, tzinfo
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, update
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.compose.issuefiles import build_and_write, load_issue
 from newsletter.compose.select import ComposeOptions
@@ -33,68 +33,22 @@ from newsletter.config import ScheduleSettings, Settings
 from newsletter.core.clock import now
 from newsletter.core.states import RunOutcome, ScheduleOutcome
 from newsletter.delivery.factory import make_sender
-from newsletter.errors import NewsletterError, NoArticlesError, ScheduleError, SendLockedError
+from newsletter.errors import NewsletterError, NoArticlesError, SendLockedError
+from newsletter.schedule.cron import JOBS_TABLE, check_schedules
 from newsletter.storage import locks
-from newsletter.storage.db import Database, lists, schedule_runs
+from newsletter.storage.db import Database, schedule_runs
 
 log = logging.getLogger("newsletter.schedule.service")
+BEAT_SECONDS = 20.0  # the lock is stale after 90 s without a beat
+
+
+def _short(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    lines = str(orig if orig is not None else exc).strip().splitlines()
+    return lines[0][:300] if lines else type(exc).__name__
+
+
 LOCK = "scheduler"
-JOBS_TABLE = "apscheduler_jobs"
-
-
-def parse_cron(expr: str, tz: tzinfo) -> CronTrigger:
-    """Five fields (minute hour day month weekday), or six with seconds first."""
-    fields = expr.split()
-    if len(fields) == 5:
-        return CronTrigger.from_crontab(expr, timezone=tz)
-    if len(fields) == 6:
-        second, minute, hour, day, month, day_of_week = fields
-        return CronTrigger(
-            second=second,
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=day_of_week,
-            timezone=tz,
-        )
-    raise ValueError(f"{len(fields)} fields; a cron expression has 5 (or 6 with seconds first)")
-
-
-def check_schedules(settings: Settings, database: Database) -> dict[str, CronTrigger]:
-    """Every schedule's trigger; raises ScheduleError naming the first bad schedule."""
-    if not settings.schedules:
-        raise ScheduleError("no schedules configured: add a [[schedules]] table to the config")
-    triggers = {}
-    with database.connect() as conn:
-        known = {name for (name,) in conn.execute(select(lists.c.name))}
-    for schedule in settings.schedules:
-        try:
-            triggers[schedule.name] = parse_cron(schedule.cron, settings.issue.tz)
-        except ValueError as exc:
-            raise ScheduleError(
-                f"bad cron expression {schedule.cron!r}: {exc}", schedule=schedule.name
-            ) from None
-        for name in schedule.lists:
-            if name not in known:
-                raise ScheduleError(
-                    f"unknown list {name!r} (lists: {', '.join(sorted(known)) or 'none yet'})",
-                    schedule=schedule.name,
-                )
-    return triggers
-
-
-def next_times(trigger: CronTrigger, count: int, start: datetime | None = None) -> list[datetime]:
-    times: list[datetime] = []
-    previous = None
-    moment = start or datetime.now(trigger.timezone)
-    for _ in range(count):
-        fire = trigger.get_next_fire_time(previous, moment)
-        if fire is None:
-            break
-        times.append(fire)
-        previous, moment = fire, fire + timedelta(microseconds=1)
-    return times
 
 
 _current: SchedulerService | None = None
@@ -124,6 +78,7 @@ class SchedulerService:
         self._active_lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
         self._heartbeat: threading.Thread | None = None
+        self.lost_lock = ""  # why the scheduler stopped by itself, if it did
 
     # -- lifecycle
     def acquire(self, wait: bool = False, poll: float = 5.0) -> None:
@@ -189,13 +144,40 @@ class SchedulerService:
             log.info("%s: next run %s", job.id, job.next_run_time)
 
     def _beat(self) -> None:
-        while not self._stop.wait(20):
-            with self.db.connect() as conn, conn.begin():
-                locks.heartbeat(conn, LOCK, self.owner)
+        """Every 20 s (every 5 s after a failure): refresh the lock. A database error is logged
+        and retried; a lock found taken over stops this scheduler (another one runs now)."""
+        wait = BEAT_SECONDS
+        while not self._stop.wait(wait):
+            try:
+                with self.db.connect() as conn, conn.begin():
+                    held = locks.heartbeat(conn, LOCK, self.owner)
+            except SQLAlchemyError as exc:
+                wait = min(5.0, BEAT_SECONDS)
+                log.warning(
+                    "cannot refresh the scheduler lock (%s); retrying in %g s", _short(exc), wait
+                )
+                continue
+            wait = BEAT_SECONDS
+            if not held:
+                self.lost_lock = (
+                    "this scheduler lost its lock to another scheduler (its heartbeat could "
+                    "not be written for too long); stopping"
+                )
+                log.error("%s", self.lost_lock)
+                self._stop.set()
+                with self._active_lock:
+                    for sender in self._active:
+                        sender.request_stop()
+                return
 
     def wait(self) -> None:
         while not self._stop.wait(0.5):
             pass
+
+    @property
+    def stopped(self) -> bool:
+        """True once the scheduler stopped by itself (see :attr:`lost_lock`)."""
+        return self._stop.is_set()
 
     def stop(self) -> None:
         """Stop cleanly: running sends stop claiming; what is in flight finishes."""
@@ -236,21 +218,45 @@ class SchedulerService:
             result = self._run(schedule, day)
         except NewsletterError as exc:
             result = {"outcome": ScheduleOutcome.FAILED, "detail": str(exc)}
-        with self.db.connect() as conn, conn.begin():
-            conn.execute(
-                update(schedule_runs)
-                .where(schedule_runs.c.id == run_id)
-                .values(
-                    finished_at=now(),
-                    outcome=result["outcome"],
-                    sent=result.get("sent", 0),
-                    failed=result.get("failed", 0),
-                    skipped=result.get("skipped", 0),
-                    detail=str(result.get("detail", ""))[:2000],
-                )
-            )
+        except Exception as exc:  # any failure is recorded; the next run happens all the same
+            log.exception("schedule %s: unexpected error", name)
+            result = {
+                "outcome": ScheduleOutcome.FAILED,
+                "detail": f"unexpected error: {type(exc).__name__}: {exc}",
+            }
+        self._record(name, run_id, result)
         log.info("schedule %s: %s %s", name, result["outcome"], result.get("detail", ""))
         return result
+
+    def _record(self, name: str, run_id: int, result: dict[str, Any]) -> None:
+        """Write a run's outcome; a database error is retried for ~30 s, then logged."""
+        values = {
+            "finished_at": now(),
+            "outcome": result["outcome"],
+            "sent": result.get("sent", 0),
+            "failed": result.get("failed", 0),
+            "skipped": result.get("skipped", 0),
+            "detail": str(result.get("detail", ""))[:2000],
+        }
+        for delay in (1.0, 2.0, 4.0, 8.0, 15.0, None):
+            try:
+                with self.db.connect() as conn, conn.begin():
+                    conn.execute(
+                        update(schedule_runs).where(schedule_runs.c.id == run_id).values(**values)
+                    )
+                return
+            except SQLAlchemyError as exc:
+                if delay is None:
+                    log.error(
+                        "schedule %s: cannot record the outcome %s of run %d: %s",
+                        name,
+                        result["outcome"],
+                        run_id,
+                        _short(exc),
+                    )
+                    return
+                log.warning("schedule %s: cannot record the run (%s); retrying", name, _short(exc))
+                self._stop.wait(delay)
 
     def _issue(self, schedule: ScheduleSettings, day: date) -> str | None:
         """Build today's issue unless it exists; None when there is nothing new."""
@@ -329,55 +335,3 @@ class SchedulerService:
         finally:
             with self._active_lock:
                 self._active.discard(sender)
-
-
-def show(settings: Settings, database: Database) -> list[dict[str, Any]]:
-    """Each schedule with its next run times, the stored job, and its last run."""
-    from sqlalchemy import inspect
-
-    out = []
-    with database.connect() as conn:
-        stored: dict[str, Any] = {}
-        if inspect(conn).has_table(JOBS_TABLE):
-            from sqlalchemy import column, table
-
-            jobs = table(JOBS_TABLE, column("id"), column("next_run_time"))
-            stored = {
-                row.id: row.next_run_time
-                for row in conn.execute(select(jobs.c.id, jobs.c.next_run_time))
-            }
-        for schedule in settings.schedules:
-            entry: dict[str, Any] = {
-                "name": schedule.name,
-                "cron": schedule.cron,
-                "lists": schedule.lists,
-                "build_only": schedule.build_only,
-            }
-            try:
-                trigger = parse_cron(schedule.cron, settings.issue.tz)
-                entry["next_runs"] = [t.isoformat() for t in next_times(trigger, 3)]
-            except ValueError as exc:
-                entry["error"] = f"bad cron expression: {exc}"
-            stamp = stored.get(f"schedule:{schedule.name}")
-            entry["stored_next_run"] = (
-                datetime.fromtimestamp(stamp, settings.issue.tz).isoformat()
-                if stamp is not None
-                else None
-            )
-            last = conn.execute(
-                select(schedule_runs)
-                .where(schedule_runs.c.schedule == schedule.name)
-                .order_by(schedule_runs.c.id.desc())
-                .limit(1)
-            ).first()
-            entry["last_run"] = dict(last._mapping) if last else None
-            out.append(entry)
-    return out
-
-
-def runs_for_issue(database: Database, issue: str) -> list[dict[str, Any]]:
-    with database.connect() as conn:
-        rows = conn.execute(
-            select(schedule_runs).where(schedule_runs.c.issue == issue).order_by(schedule_runs.c.id)
-        )
-        return [dict(r._mapping) for r in rows]
