@@ -25,9 +25,12 @@ def lockdb(db: Database) -> Database:
 def test_a_live_holder_keeps_its_lock(lockdb: Database) -> None:
     with lockdb.connect() as conn, conn.begin():
         locks.acquire_lock(conn, "send:x", REMOTE)
-    with pytest.raises(SendLockedError, match="held by elsewhere.example"):
-        with lockdb.connect() as conn, conn.begin():
-            locks.acquire_lock(conn, "send:x", "me:1/a")
+    with (
+        pytest.raises(SendLockedError, match=r"held by elsewhere\.example"),
+        lockdb.connect() as conn,
+        conn.begin(),
+    ):
+        locks.acquire_lock(conn, "send:x", "me:1/a")
 
 
 def test_a_stale_lock_goes_to_exactly_one_of_two_racing_takers(lockdb: Database) -> None:
