@@ -33,6 +33,18 @@ def test_a_live_holder_keeps_its_lock(lockdb: Database) -> None:
         locks.acquire_lock(conn, "send:x", "me:1/a")
 
 
+def _take(
+    db: Database, barrier: threading.Barrier, owner: str, won: list[str], lost: list[str]
+) -> None:
+    try:
+        with db.connect() as conn, conn.begin():
+            barrier.wait()
+            locks.acquire_lock(conn, "send:x", owner)
+        won.append(owner)
+    except SendLockedError as exc:
+        lost.append(str(exc))
+
+
 def test_a_stale_lock_goes_to_exactly_one_of_two_racing_takers(lockdb: Database) -> None:
     for _round in range(5):
         with lockdb.connect() as conn, conn.begin():
@@ -43,16 +55,10 @@ def test_a_stale_lock_goes_to_exactly_one_of_two_racing_takers(lockdb: Database)
         won: list[str] = []
         lost: list[str] = []
 
-        def take(owner: str) -> None:
-            try:
-                with lockdb.connect() as conn, conn.begin():
-                    barrier.wait()
-                    locks.acquire_lock(conn, "send:x", owner)
-                won.append(owner)
-            except SendLockedError as exc:
-                lost.append(str(exc))
-
-        threads = [threading.Thread(target=take, args=(f"taker:{i}/x",)) for i in range(2)]
+        threads = [
+            threading.Thread(target=_take, args=(lockdb, barrier, f"taker:{i}/x", won, lost))
+            for i in range(2)
+        ]
         for t in threads:
             t.start()
         for t in threads:
