@@ -151,7 +151,10 @@ class HeaderError(NewsletterError):
 
     def __init__(self, field: str, value: str) -> None:
         self.field = field
-        super().__init__(f"header {field}: value contains a line break: {value[:60]!r}")
+        super().__init__(
+            f"header {field}: value contains a line break or another control character: "
+            f"{value[:60]!r}"
+        )
 
 
 class MessageError(NewsletterError):

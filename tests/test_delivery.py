@@ -190,19 +190,26 @@ def test_dkim_signature_verifies_with_dkimpy(world, settings: Settings, tmp_path
     for _rcpt, raw, _ in server.handler.messages:
         assert dkim.verify(raw, dnsfunc=dns), "DKIM signature does not verify"
         signature = _parse(raw)["DKIM-Signature"]
-        signed = set(re.search(r"h=([^;]+)", signature).group(1).split(":"))  # type: ignore[union-attr]
+        names = re.search(r"h=([^;]+)", signature).group(1).replace(" ", "").split(":")  # type: ignore[union-attr]
         assert {
             "from",
             "to",
             "subject",
             "date",
             "message-id",
+            "list-id",
             "list-unsubscribe",
             "list-unsubscribe-post",
-        } <= signed
+        } <= set(names)
+        # Over-signed: named once more than they occur, so that an added one breaks it.
+        assert names.count("from") == 2 and names.count("subject") == 2
         assert "c=relaxed/relaxed" in signature and "a=rsa-sha256" in signature
-    tampered = server.handler.messages[0][1].replace(b"Kazakhstan", b"Kazakstan", 1)
-    assert not dkim.verify(tampered, dnsfunc=dns)
+    raw = server.handler.messages[0][1]
+    assert not dkim.verify(raw.replace(b"Kazakhstan", b"Kazakstan", 1), dnsfunc=dns)
+    for added in (b"Subject: You won a prize\r\n", b"From: ceo@bank.example\r\n"):
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert not dkim.verify(head + b"\r\n" + added + b"\r\n" + body, dnsfunc=dns)
+        assert not dkim.verify(added + raw, dnsfunc=dns)
 
 
 def test_crlf_in_a_stored_name_is_cleaned_not_injected(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]

@@ -21,6 +21,7 @@ from email.utils import format_datetime
 from typing import Any
 
 from newsletter.compose.render import RenderedIssue
+from newsletter.core.addresses import CONTROL_CHARACTERS
 from newsletter.core.tokens import TOKEN_LENGTH, Purpose, Signer
 from newsletter.delivery.dkim import DKIMSigner, canonical_pieces
 from newsletter.delivery.envelope import address_header, fold_text
@@ -45,8 +46,8 @@ class SenderConfig:
 
 
 def check_header(field: str, value: str) -> str:
-    """Settings-made header values (subject, list id, reply-to) must be one line."""
-    if "\r" in value or "\n" in value:
+    """Settings-made header values (subject, list id, reply-to) must be one line of text."""
+    if CONTROL_CHARACTERS.search(value):
         raise HeaderError(field, value)
     return value
 
