@@ -6,10 +6,10 @@ import asyncio
 import base64
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from hypothesis import given
+from hypothesis import strategies as st
 
 from newsletter.delivery.dkim import canonical_body, canonical_header, canonical_pieces
 from newsletter.delivery.signing import MAX_RESTARTS, SigningProcesses

@@ -46,6 +46,7 @@ class SMTPConfig:
     ca_file: str = ""
     local_hostname: str | None = None
     pipelining: bool = True
+    check_idle_after: float = CHECK_IDLE_AFTER  # seconds in the pool before a NOOP check
 
 
 class _Item(NamedTuple):
@@ -235,7 +236,14 @@ class SMTPTransport:
         now = asyncio.get_running_loop().time()
         while self._idle:
             since, connection = self._idle.pop()
-            if now - since < CHECK_IDLE_AFTER or await self._alive(connection):
+            known_dead = not (
+                connection.usable
+                if isinstance(connection, PipelinedSession)
+                else connection.is_connected
+            )
+            if not known_dead and (
+                now - since < self.config.check_idle_after or await self._alive(connection)
+            ):
                 return connection
             await self._discard(connection)
         try:

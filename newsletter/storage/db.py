@@ -182,6 +182,22 @@ schedule_runs = Table(
     Index("ix_schedule_runs_schedule", "schedule"),
 )
 
+# Confirmation mails that could not go out at once: retried until they do (or give up).
+mail_outbox = Table(
+    "mail_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(20), nullable=False),
+    Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="CASCADE"), nullable=False
+    ),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", String(500), nullable=False, default=""),
+    UniqueConstraint("kind", "subscriber_id", name="uq_mail_outbox_kind_subscriber"),
+)
+
 locks = Table(
     "locks",
     metadata,

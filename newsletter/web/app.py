@@ -17,6 +17,11 @@ page. Every action is written to ``events`` by the audience layer. The endpoints
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -31,6 +36,9 @@ from newsletter.web import archive, signup, subscriber
 from newsletter.web.common import RateLimit, Site, WebContext
 
 __all__ = ["RateLimit", "create_app"]
+
+log = logging.getLogger(__name__)
+RETRY_EVERY = 30.0  # seconds between rounds over confirmation mails kept to be retried
 
 ROUTES = [
     Route("/", archive.home),
@@ -56,6 +64,7 @@ def create_app(
     *,
     subscribe_list: str = "weekly",
     rate: RateLimit | None = None,
+    retry_every: float = RETRY_EVERY,
 ) -> Starlette:
     site = Site(
         name=settings.issue.title,
@@ -66,7 +75,20 @@ def create_app(
         from_name=settings.sender.from_name,
         subscribe_list=subscribe_list,
     )
-    app = Starlette(routes=ROUTES, exception_handlers={RequestTooLarge: too_large})
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        task = asyncio.create_task(_retry_loop(app.state.web, retry_every))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    app = Starlette(
+        routes=ROUTES, exception_handlers={RequestTooLarge: too_large}, lifespan=lifespan
+    )
     app.state.web = WebContext(
         site=site,
         database=database,
@@ -77,3 +99,14 @@ def create_app(
         issues_dir=settings.issues_dir,
     )
     return app
+
+
+async def _retry_loop(web: WebContext, every: float) -> None:
+    """Kept confirmation mails, retried every ``every`` seconds while the server runs; a round
+    that fails (the database away) is logged and the next one comes all the same."""
+    while True:
+        await asyncio.sleep(every)
+        try:
+            await signup.retry_confirmations(web)
+        except Exception:
+            log.exception("retrying confirmation mails failed; next round in %g s", every)

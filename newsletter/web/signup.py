@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -11,13 +12,15 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
-from newsletter.audience import selfservice
+from newsletter.audience import outbox, selfservice
 from newsletter.core.addresses import control_character, normalise
-from newsletter.core.states import SubscriberStatus
+from newsletter.core.states import SendState, SubscriberStatus
 from newsletter.core.tokens import Purpose
 from newsletter.errors import AddressError, FormError, UnknownInterestError
 from newsletter.web.common import CONFIRM_TTL, WebContext, client_detail, context, form, html
 from newsletter.web.pages import page
+
+log = logging.getLogger(__name__)
 
 
 async def subscribe(request: Request) -> Response:
@@ -72,14 +75,58 @@ async def subscribe(request: Request) -> Response:
         "way. Nothing is sent before you click it.",
     )
     if status in (SubscriberStatus.UNCONFIRMED, SubscriberStatus.UNSUBSCRIBED):
-        token = web.signer.make(Purpose.CONFIRM, sid, ttl=CONFIRM_TTL)
-        link = f"{web.site.base}/confirm/{token}"
-        response.background = BackgroundTask(send_confirmation, web, email, person, link)
+        response.background = BackgroundTask(confirm_by_mail, web, sid, email)
     return response
 
 
-async def send_confirmation(web: WebContext, email: str, person: str, link: str) -> None:
+async def confirm_by_mail(web: WebContext, subscriber_id: int, email: str) -> None:
+    """Send the confirmation mail; one that cannot go out is logged and kept to be retried
+    (:func:`retry_confirmations`). The visitor's page is the same either way."""
+    error = await _send_confirmation(web, subscriber_id, email)
+    if error:
+        log.warning(
+            "confirmation mail to subscriber %d not sent (%s); kept, retried in %d s",
+            subscriber_id,
+            error,
+            outbox.DELAYS[0],
+        )
+        with web.database.connect() as conn, conn.begin():
+            outbox.keep(conn, subscriber_id, error)
+
+
+async def retry_confirmations(web: WebContext) -> int:
+    """One round over the kept confirmations that are due; returns how many went out."""
+    with web.database.connect() as conn, conn.begin():
+        pending = outbox.due(conn)
+    sent = 0
+    for item in pending:
+        error = await _send_confirmation(web, item.subscriber_id, item.email)
+        with web.database.connect() as conn, conn.begin():
+            if not error:
+                outbox.done(conn, item.id)
+                sent += 1
+                log.info("confirmation mail to subscriber %d sent on retry", item.subscriber_id)
+            elif outbox.failed_again(conn, item, error):
+                log.warning(
+                    "confirmation mail to subscriber %d still not sent (%s)",
+                    item.subscriber_id,
+                    error,
+                )
+            else:
+                log.error(
+                    "confirmation mail to subscriber %d given up after %d attempts (%s)",
+                    item.subscriber_id,
+                    item.attempts + 1,
+                    error,
+                )
+    return sent
+
+
+async def _send_confirmation(web: WebContext, subscriber_id: int, email: str) -> str:
+    """ "" when sent, else why not. A message that meets a connection the server had closed
+    is tried once more at once, on a fresh connection."""
     site = web.site
+    token = web.signer.make(Purpose.CONFIRM, subscriber_id, ttl=CONFIRM_TTL)
     message = EmailMessage()
     message["From"] = f"{site.from_name} <{site.from_address}>"
     message["To"] = email
@@ -91,10 +138,20 @@ async def send_confirmation(web: WebContext, email: str, person: str, link: str)
             "confirmation_email.txt",
             name=site.name,
             email=email,
-            person=person,
-            link=link,
+            link=f"{site.base}/confirm/{token}",
             hours=CONFIRM_TTL // 3600,
         )
     )
     data = message.as_bytes(policy=message.policy.clone(linesep="\r\n"))
-    await web.transport.send(site.from_address, email, data)
+    reason = ""
+    for _ in range(2):
+        try:
+            delivery = await web.transport.send(site.from_address, email, data)
+        except Exception as exc:  # a refused login, a bug: kept and retried all the same
+            return f"{type(exc).__name__}: {exc}"[:500]
+        if delivery.state == SendState.SENT:
+            return ""
+        reason = delivery.reply or delivery.state
+        if not (delivery.connection_error or not delivery.tried):
+            break
+    return reason
