@@ -6,11 +6,11 @@ retried (:data:`RETRY_DELAYS`, ~15 s in all: a restarted server, a lock held a w
 failover) before the send gives up with :class:`DatabaseError`; every call has a deadline.
 
 :class:`Recorder` is a group commit: outcomes are added as each message's reply arrives; the
-writer commits whatever is pending the moment the previous commit is done, never waiting for a
-batch to fill. While one commit runs the next outcomes gather, so a fast send writes big
-batches and a slow one writes each outcome at once. After ``kill -9`` the messages sent but not
-recorded (sent twice on resume) are those of the last commit or two: at most the messages in
-flight.
+writer commits whatever is pending as soon as the previous commit is done (and at most every
+:data:`COMMIT_INTERVAL`), never waiting for a batch to fill. While one commit runs the next
+outcomes gather, so a fast send writes big batches and a slow one writes each outcome at once.
+After ``kill -9`` the messages sent but not recorded (sent twice on resume) are those of the
+last commit or two: the messages in flight.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ T = TypeVar("T")
 
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)  # then the send stops
 CALL_DEADLINE = 120.0  # seconds one database call may take
+# At most one commit per interval (like PostgreSQL's commit_delay): a commit costs ~0.4 ms of
+# CPU however few rows it holds, so at 3,000 messages/s committing each reply's outcome alone
+# cost ~10 % of the send's speed; 10 ms keeps the outcomes of a fast send in batches of ~30
+# and adds at most 10 ms of messages to what a kill -9 can leave unrecorded.
+COMMIT_INTERVAL = 0.010
 
 
 def _reason(exc: BaseException) -> str:
@@ -107,10 +112,15 @@ class Recorder:
     async def run(self) -> None:
         """Commit what is pending, again and again, until :meth:`close` (raises DatabaseError
         when a commit keeps failing: the send stops)."""
+        loop = asyncio.get_running_loop()
+        last = 0.0
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self.pending:
+                if (wait := last + COMMIT_INTERVAL - loop.time()) > 0:
+                    await asyncio.sleep(wait)  # at most one commit per interval
+                last = loop.time()
                 batch, self.pending = self.pending, []
                 try:
                     self.bounced += await self._db.call("record outcomes", self._write, batch)
