@@ -32,12 +32,12 @@ from newsletter.compose.issuefiles import build_and_write
 from newsletter.compose.select import ComposeOptions
 from newsletter.config import Settings, with_changes
 from newsletter.core.tokens import Signer
-from newsletter.delivery import recorder, sendlog
+from newsletter.delivery import recorder, sendlog, supervise
 from newsletter.delivery.factory import make_dkim, make_limits, make_transport, send_setup
 from newsletter.delivery.options import SendOptions, SendSummary
 from newsletter.delivery.sender import Sender
 from newsletter.delivery.transports import Delivery, Notify, Transport
-from newsletter.storage.db import Database, send_log, subscribers
+from newsletter.storage.db import Database, locks, send_log, subscribers
 from tests.conftest import RecordingHandler, SMTPServer, start_smtp, stop_smtp
 
 DAY = "2026-11-16"
@@ -419,3 +419,29 @@ def test_a_database_that_stays_broken_stops_the_send_with_one_line(
     assert status == 0
     received = Counter(rcpt for rcpt, _, _ in smtp_server.handler.messages)
     assert len(received) == SMALL
+
+
+def test_a_sender_that_lost_its_lock_stops(
+    settings: Settings,
+    db: Database,
+    smtp_server: SMTPServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if db.backend != "sqlite":
+        pytest.skip("only SQLite sends hold a lock (PostgreSQL shares sends between senders)")
+    monkeypatch.setattr(supervise, "HEARTBEAT_SECONDS", 0.2)
+    settings = _world(settings, db, smtp_server, tmp_path, None, SMALL)
+    smtp_server.handler.data_delay = 0.01  # a send that lasts a few seconds
+
+    def take_over(recipient: str) -> None:
+        if len(smtp_server.handler.messages) == 100:
+            with db.connect() as conn, conn.begin():
+                conn.execute(update(locks).values(owner="other.example:1/x"))
+
+    smtp_server.handler.on_message = take_over
+    summary, status = _send(settings, db)
+    assert status == 6
+    assert summary.paused is not None
+    assert summary.paused.startswith("lost the lock send:2026-11-16 to another sender")
+    assert summary.sent < SMALL - 100

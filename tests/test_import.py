@@ -48,6 +48,32 @@ MIXED = (
 )
 
 
+def test_control_characters_in_a_name_are_refused_naming_the_line(
+    db: Database, vocabulary: Vocabulary, tmp_path: Path
+) -> None:
+    path = tmp_path / "control.csv"
+    path.write_text(
+        "email,name\n"
+        "tab@example.org,Tab\tSeparated\n"  # line 2: a tab is fine
+        "vt@example.org,Vertical\x0bTab\n"  # line 3
+        "nel@example.org,Next\x85Line\n"  # line 4: C1
+        "ls@example.org,Line\u2028Separator\n"  # line 5
+        f"long@example.org,{'n' * 201}\n",  # line 6: longer than the column
+        encoding="utf-8",
+    )
+    rejected: list[tuple[int, str]] = []
+    report = import_csv(
+        db, path, "weekly", vocabulary, on_reject=lambda n, r: rejected.append((n, r))
+    )
+    assert rejected == [
+        (3, "column 'name' contains a control character (U+000B)"),
+        (4, "column 'name' contains a control character (U+0085)"),
+        (5, "column 'name' contains a control character (U+2028)"),
+        (6, "column 'name' is longer than 200 characters"),
+    ]
+    assert report.added == 1
+
+
 def test_mixed_csv_imports_good_rows_and_reports_every_bad_one_by_line(
     db: Database, vocabulary: Vocabulary, tmp_path: Path
 ) -> None:

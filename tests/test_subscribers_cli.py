@@ -38,6 +38,13 @@ def test_dry_run_says_so_and_changes_nothing(cli) -> None:  # type: ignore[no-un
     assert "weekly" not in cli("lists").stdout
 
 
+def test_add_refuses_a_name_with_a_control_character(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("subscribers", "add", "vt@example.org", "--list", "weekly", "--name", "A\x0bB")
+    assert result.code != 0
+    assert "the name contains a control character (U+000B)" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_add_show_list_unsubscribe_and_export(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     assert (
         cli(

@@ -210,6 +210,20 @@ def test_subscribe_rejects_bad_input_with_the_form_escaped(web) -> None:  # type
     assert "&lt;script&gt;" in response.text or "&#34;&gt;&lt;script&gt;" in response.text
 
 
+def test_subscribe_refuses_a_name_with_a_control_character(web) -> None:  # type: ignore[no-untyped-def]
+    client, db, _outbox = web
+    response = client.post("/subscribe", data={"email": "vt@example.org", "name": "A\x1fB"})
+    assert response.status_code == 400
+    assert "the name contains a control character (U+001F)" in response.text
+    with db.connect() as conn:
+        assert (
+            conn.execute(
+                select(subscribers.c.id).where(subscribers.c.email == "vt@example.org")
+            ).first()
+            is None
+        )
+
+
 def test_subscribe_has_a_per_ip_rate_limit(web) -> None:  # type: ignore[no-untyped-def]
     client, _, _ = web
     codes = [
