@@ -191,7 +191,9 @@ def test_odd_addresses_and_names_fail_or_pass_alone_among_2000(
     tmp_path: Path,
     dkim_key: tuple[Path, bytes],
 ) -> None:
-    offered = utf8_server.handler is not None and _offers_smtputf8(utf8_server)
+    offered = _offers_smtputf8(utf8_server)
+    if not offered and db.backend != "sqlite":
+        pytest.skip("the server side of SMTPUTF8 does not depend on the database: SQLite covers it")
     settings = _world(settings, db, utf8_server, tmp_path, dkim_key[0])
     summary, status = _send(settings, db)
     received = _everyone_else_once(utf8_server)
