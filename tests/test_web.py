@@ -4,11 +4,7 @@ oversized bodies, hostile input; and the audit trail."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-import threading
-import time
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -25,7 +21,7 @@ from newsletter.core.tokens import Purpose, Signer
 from newsletter.delivery.transports import MaildirTransport
 from newsletter.storage.db import Database, events, subscribers
 from newsletter.web.app import RateLimit, create_app
-from tests.conftest import REPO
+from tests.conftest import REPO, serve
 
 SIGNER = Signer(b"web-test-secret-0123456789abcdef")
 
@@ -43,27 +39,6 @@ def web(settings: Settings, db: Database, tmp_path: Path):  # type: ignore[no-un
     app = create_app(settings, db, SIGNER, MaildirTransport(outbox), rate=RateLimit(3, 600))
     with serve(app) as url, httpx.Client(base_url=url, timeout=10) as client:
         yield client, db, outbox
-
-
-@contextlib.contextmanager
-def serve(app: object) -> Iterator[str]:
-    """The app on a real uvicorn server on 127.0.0.1 (free port), in a thread."""
-    import uvicorn
-
-    from newsletter.delivery.localserver import free_port
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def _sid(db: Database, email: str) -> int:

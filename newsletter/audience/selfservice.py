@@ -6,9 +6,11 @@ Each function runs inside the caller's transaction and records an event with ``d
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from newsletter.audience.subscribers import Subscriber, add, get, record_event
@@ -27,6 +29,31 @@ def by_id(conn: Connection, subscriber_id: int) -> Subscriber | None:
 
 def list_names(conn: Connection) -> list[str]:
     return [str(n) for (n,) in conn.execute(select(lists.c.name).order_by(lists.c.name))]
+
+
+def offered_lists(conn: Connection, sub: Subscriber, public: Iterable[str]) -> list[str]:
+    """The lists the preferences page offers this person: the public ones that exist, and
+    those they are on (never an internal list they are not on)."""
+    wanted = set(public) | set(sub.lists)
+    return [name for name in list_names(conn) if name in wanted]
+
+
+def claim_confirmation(conn: Connection, subscriber_id: int, interval: timedelta) -> bool:
+    """Whether a confirmation mail may go to this subscriber now: at most one per ``interval``
+    however many sign-ups ask. Marks it sent when so; of two racing sign-ups, one wins."""
+    stamp = now()
+    claimed = conn.execute(
+        update(subscribers)
+        .where(
+            subscribers.c.id == subscriber_id,
+            or_(
+                subscribers.c.confirmation_sent_at.is_(None),
+                subscribers.c.confirmation_sent_at <= stamp - interval,
+            ),
+        )
+        .values(confirmation_sent_at=stamp)
+    )
+    return claimed.rowcount == 1
 
 
 def unsubscribe(conn: Connection, sub: Subscriber, detail: str) -> bool:
@@ -117,6 +144,13 @@ def sign_up(
             )
     record_event(conn, "web.subscribe", sid, f"status={status} {detail}".rstrip())
     return sid, status
+
+
+def confirmation_outdated(sub: Subscriber, issued: float) -> bool:
+    """Whether a confirmation link issued at ``issued`` (Unix seconds) predates the person's
+    unsubscribe: then it must not subscribe them again. Tokens carry whole seconds, so a link
+    issued in the same second as the unsubscribe counts as earlier."""
+    return sub.unsubscribed_at is not None and issued <= int(sub.unsubscribed_at.timestamp())
 
 
 def confirm(conn: Connection, sub: Subscriber, detail: str) -> None:

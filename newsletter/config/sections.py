@@ -82,7 +82,13 @@ class SourcesSettings(Section):
 
     feeds: list[str] = Field(default_factory=list)
     markdown: list[str] = Field(default_factory=list)
-    timeout: float = Field(default=20.0, gt=0, le=300)
+    timeout: float = Field(default=20.0, gt=0, le=300, description="seconds for a whole fetch")
+    max_bytes: int = Field(
+        default=10_000_000, ge=1024, description="largest feed, as received and as decompressed"
+    )
+    allow_private: bool = Field(
+        default=False, description="follow redirects to loopback, private or link-local addresses"
+    )
 
 
 class TopicsSettings(Section):
@@ -252,6 +258,13 @@ class WebSettings(Section):
     subscribe_list: str = "weekly"
     subscribe_rate: int = Field(default=5, ge=1, description="sign-ups per address and 10 minutes")
     forwarded_allow_ips: str = "127.0.0.1"
+    public_lists: list[str] = Field(
+        default_factory=list,
+        description="lists anyone may join on the preferences page (subscribe_list always is)",
+    )
+    confirmation_interval_hours: float = Field(
+        default=24, gt=0, le=24 * 30, description="at most one confirmation mail per address"
+    )
 
 
 class DKIMSettings(Section):

@@ -16,6 +16,7 @@ import os
 import secrets
 import struct
 import time
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
@@ -29,6 +30,12 @@ TOKEN_LENGTH = len(base64.urlsafe_b64encode(b"\0" * (_PAYLOAD.size + _TAG_BYTES)
 class Purpose(IntEnum):
     SUBSCRIBER = 1  # unsubscribe and preferences links in every issue; never expires
     CONFIRM = 2  # double opt-in confirmation; expires
+
+
+@dataclass(frozen=True)
+class Token:
+    subscriber_id: int
+    expires: int  # Unix seconds; 0 = never
 
 
 class Signer:
@@ -58,12 +65,22 @@ class Signer:
 
     def read(self, token: str, purpose: Purpose, *, now: float | None = None) -> int:
         """The subscriber id in a valid token; raises TokenError otherwise."""
-        if len(token) != TOKEN_LENGTH:
+        return self.read_token(token, purpose, now=now).subscriber_id
+
+    def read_token(self, token: str, purpose: Purpose, *, now: float | None = None) -> Token:
+        """The subscriber id and expiry of a valid token; raises TokenError otherwise.
+
+        Only the spelling :meth:`make` writes is accepted: base64 leaves spare bits in the last
+        character, so four spellings would decode to the same bytes; re-encoding tells them apart.
+        """
+        if len(token) != TOKEN_LENGTH or not token.isascii():
             raise TokenError("invalid link")
         try:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (ValueError, TypeError):
             raise TokenError("invalid link") from None
+        if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != token:
+            raise TokenError("invalid link")
         payload, tag = raw[: _PAYLOAD.size], raw[_PAYLOAD.size :]
         if not hmac.compare_digest(tag, self._tag(payload)):
             raise TokenError("invalid link")
@@ -72,7 +89,7 @@ class Signer:
             raise TokenError("invalid link")
         if expires and (now or time.time()) > expires:
             raise TokenError("this link has expired")
-        return int(subscriber_id)
+        return Token(int(subscriber_id), int(expires))
 
     def message_id_tag(self, issue: str, subscriber_id: int) -> str:
         """A short stable tag that makes a Message-ID unguessable but repeatable."""

@@ -81,6 +81,7 @@ subscribers = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("unsubscribed_at", UTCDateTime, nullable=True),
     Column("bounce_count", Integer, nullable=False, default=0, server_default="0"),
+    Column("confirmation_sent_at", UTCDateTime, nullable=True),  # at most one a day
     Index("ix_subscribers_status_interests", "status", "interests"),
 )
 

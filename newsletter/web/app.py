@@ -21,8 +21,10 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -33,7 +35,8 @@ from newsletter.delivery.transports import Transport
 from newsletter.errors import RequestTooLarge
 from newsletter.storage.db import Database
 from newsletter.web import archive, signup, subscriber
-from newsletter.web.common import RateLimit, Site, WebContext
+from newsletter.web.common import Site, WebContext
+from newsletter.web.guard import Guard, RateLimit, redact_access_log
 
 __all__ = ["RateLimit", "create_app"]
 
@@ -86,9 +89,14 @@ def create_app(
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    redact_access_log()
     app = Starlette(
-        routes=ROUTES, exception_handlers={RequestTooLarge: too_large}, lifespan=lifespan
+        routes=ROUTES,
+        exception_handlers={RequestTooLarge: too_large},
+        lifespan=lifespan,
+        middleware=[Middleware(Guard, base=site.base)],
     )
+    app.router.redirect_slashes = False  # Guard redirects, from the base URL, not from Host
     app.state.web = WebContext(
         site=site,
         database=database,
@@ -97,6 +105,8 @@ def create_app(
         vocabulary=settings.vocabulary(),
         limiter=rate or RateLimit(5, 600),
         issues_dir=settings.issues_dir,
+        public_lists=frozenset([*settings.web.public_lists, subscribe_list]),
+        confirmation_interval=timedelta(hours=settings.web.confirmation_interval_hours),
     )
     return app
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from collections import defaultdict, deque
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
@@ -17,28 +16,11 @@ from newsletter.core.tokens import Signer
 from newsletter.delivery.transports import Transport
 from newsletter.errors import RequestTooLarge
 from newsletter.storage.db import Database
+from newsletter.web.guard import RateLimit
 from newsletter.web.pages import page
 
 MAX_BODY = 16 * 1024
 CONFIRM_TTL = 48 * 3600
-
-
-class RateLimit:
-    """At most ``count`` requests per ``seconds`` from one address (in memory, per process)."""
-
-    def __init__(self, count: int, seconds: float) -> None:
-        self.count, self.seconds = count, seconds
-        self._hits: dict[str, deque[float]] = defaultdict(deque)
-
-    def allow(self, key: str) -> bool:
-        stamp = time.monotonic()
-        hits = self._hits[key]
-        while hits and hits[0] <= stamp - self.seconds:
-            hits.popleft()
-        if len(hits) >= self.count:
-            return False
-        hits.append(stamp)
-        return True
 
 
 @dataclass(frozen=True)
@@ -65,6 +47,8 @@ class WebContext:
     vocabulary: Vocabulary
     limiter: RateLimit
     issues_dir: Path  # the built issues (the archive)
+    public_lists: frozenset[str] = frozenset()  # offered on the preferences page
+    confirmation_interval: timedelta = timedelta(hours=24)  # one confirmation mail per address
 
 
 def context(request: Request) -> WebContext:
@@ -80,11 +64,7 @@ def html(request: Request, template: str, code: int = 200, /, **values: Any) -> 
         page(template, name=site.name, base=site.base, language=site.language, **values),
         status_code=code,
     )
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'unsafe-inline'; img-src https:; form-action 'self'"
-    )
+    response.headers["Cache-Control"] = "no-store"  # security headers: web/guard.py
     return response
 
 

@@ -67,6 +67,10 @@ async def subscribe(request: Request) -> Response:
             interests=interests,
             detail=client_detail(request),
         )
+        mail = status in (
+            SubscriberStatus.UNCONFIRMED,
+            SubscriberStatus.UNSUBSCRIBED,
+        ) and selfservice.claim_confirmation(conn, sid, web.confirmation_interval)
     response = html(
         request,
         "message.html",
@@ -74,7 +78,7 @@ async def subscribe(request: Request) -> Response:
         message=f"If {email} can be subscribed, a message with a confirmation link is on its "
         "way. Nothing is sent before you click it.",
     )
-    if status in (SubscriberStatus.UNCONFIRMED, SubscriberStatus.UNSUBSCRIBED):
+    if mail:  # else one went out within the interval: the page says the same
         response.background = BackgroundTask(confirm_by_mail, web, sid, email)
     return response
 

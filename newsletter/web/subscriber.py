@@ -14,9 +14,9 @@ from newsletter.audience import selfservice
 from newsletter.audience.subscribers import Subscriber
 from newsletter.core.interests import split
 from newsletter.core.states import SubscriberStatus
-from newsletter.core.tokens import Purpose
+from newsletter.core.tokens import Purpose, Token
 from newsletter.errors import TokenError, UnknownInterestError
-from newsletter.web.common import client_detail, context, form, html
+from newsletter.web.common import CONFIRM_TTL, client_detail, context, form, html
 
 
 def bad_link(request: Request, exc: TokenError) -> HTMLResponse:
@@ -34,13 +34,17 @@ def bad_link(request: Request, exc: TokenError) -> HTMLResponse:
 
 def holder(request: Request, purpose: Purpose) -> Subscriber:
     """The subscriber whose token is in the path; raises TokenError."""
+    return holder_and_token(request, purpose)[0]
+
+
+def holder_and_token(request: Request, purpose: Purpose) -> tuple[Subscriber, Token]:
     web = context(request)
-    sid = web.signer.read(request.path_params["token"], purpose)
+    token = web.signer.read_token(request.path_params["token"], purpose)
     with web.database.connect() as conn:
-        sub = selfservice.by_id(conn, sid)
+        sub = selfservice.by_id(conn, token.subscriber_id)
     if sub is None:
         raise TokenError("invalid link")
-    return sub
+    return sub, token
 
 
 async def unsubscribe(request: Request) -> Response:
@@ -79,7 +83,7 @@ async def preferences(request: Request) -> Response:
     except TokenError as exc:
         return bad_link(request, exc)
     with web.database.connect() as conn:
-        all_lists = selfservice.list_names(conn)
+        all_lists = selfservice.offered_lists(conn, sub, web.public_lists)
     vocabulary = web.vocabulary
     values: dict[str, Any] = {
         "heading": "Your preferences",
@@ -100,7 +104,11 @@ async def preferences(request: Request) -> Response:
         interests = vocabulary.canonical(fields.get("interest", []))
     except UnknownInterestError as exc:
         return html(request, "preferences.html", 400, error=str(exc), **values)
-    chosen_lists = [n for n in fields.get("list", []) if n in all_lists]
+    chosen_lists = fields.get("list", [])
+    if refused := [n for n in chosen_lists if n not in all_lists]:
+        return html(
+            request, "preferences.html", 400, error=f"no such list: {refused[0][:100]}", **values
+        )
     with web.database.connect() as conn, conn.begin():
         again = selfservice.set_preferences(
             conn,
@@ -122,7 +130,9 @@ async def preferences(request: Request) -> Response:
 async def confirm(request: Request) -> Response:
     web, token = context(request), request.path_params["token"]
     try:
-        sub = holder(request, Purpose.CONFIRM)
+        sub, issued = holder_and_token(request, Purpose.CONFIRM)
+        if selfservice.confirmation_outdated(sub, issued.expires - CONFIRM_TTL):
+            raise TokenError("this link was sent before you unsubscribed; please sign up again")
     except TokenError as exc:
         return bad_link(request, exc)
     if request.method != "POST":
