@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
 
+from newsletter.compose.fetch import FetchLimits
 from newsletter.compose.render import RenderOptions
 
 
@@ -29,7 +30,7 @@ class IssueConfig:
     topic_aliases: dict[str, str] = field(default_factory=dict)
     feeds: tuple[str, ...] = ()  # resolved locations: URLs, or absolute paths
     markdown: tuple[str, ...] = ()  # absolute paths of Markdown folders
-    timeout: float = 5.0  # seconds, per source fetch
+    fetch: FetchLimits = field(default_factory=FetchLimits)  # every URL: deadline, caps
     rates_source: str = ""  # resolved location, or "" for none
     rates_base: str = "USD"
     rates_currencies: tuple[str, ...] = ()

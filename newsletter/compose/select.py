@@ -84,7 +84,7 @@ def compute_window(config: IssueConfig, day: date, since: date | None) -> Window
 def _load(location: str, config: IssueConfig, markdown: bool) -> SourceResult:
     if markdown:
         return load_markdown_folder(location, tz=config.tz)
-    return load_feed(location, timeout=config.timeout)
+    return load_feed(location, limits=config.fetch)
 
 
 def resolve_sources(config: IssueConfig, override: Sequence[str] | None) -> list[tuple[str, bool]]:
@@ -225,7 +225,7 @@ def compose_rates(
     if not is_url(location):
         location = str(Path(location).resolve()) if override else location
     try:
-        fetched = rates_mod.parse_rates(fetch_bytes(location, timeout=config.timeout), location)
+        fetched = rates_mod.parse_rates(fetch_bytes(location, config.fetch), location)
         history = rates_mod.merge_history(config.rates_history, fetched)
     except (RatesError, SourceError) as exc:
         return rates_mod.unavailable(base, currencies), [f"rates unavailable: {exc}"]

@@ -17,13 +17,14 @@ from typing import Any
 from urllib.parse import urljoin
 
 import feedparser
-import httpx
 import yaml
 from markdown_it import MarkdownIt
 
+from newsletter.compose.fetch import FetchLimits, fetch_url
+from newsletter.core.redact import mask_url
 from newsletter.errors import SourceError
 
-USER_AGENT = "newsletter/0.1 (+https://github.com/newsletter)"
+FETCH_DEFAULTS = FetchLimits()
 
 
 @dataclass
@@ -52,32 +53,36 @@ def is_url(location: str) -> bool:
     return bool(re.match(r"^https?://", location, re.IGNORECASE))
 
 
-def fetch_bytes(location: str, *, timeout: float) -> bytes:
-    """Read a file path or an http(s) URL; raise :class:`SourceError` naming it on failure."""
+def fetch_bytes(location: str, limits: FetchLimits) -> bytes:
+    """Read a file path or an http(s) URL (within ``limits``: see ``fetch.py``); raise
+    :class:`SourceError` naming it on failure."""
     if is_url(location):
-        try:
-            response = httpx.get(
-                location,
-                timeout=timeout,
-                follow_redirects=True,
-                headers={"User-Agent": USER_AGENT},
-            )
-            response.raise_for_status()
-        except httpx.HTTPStatusError as exc:
-            raise SourceError(
-                f"HTTP {exc.response.status_code} {exc.response.reason_phrase}", source=location
-            ) from None
-        except httpx.TimeoutException:
-            raise SourceError(f"timed out after {timeout:g} s", source=location) from None
-        except httpx.HTTPError as exc:
-            raise SourceError(f"cannot fetch: {exc}", source=location) from None
-        return response.content
+        return fetch_url(location, limits)
     try:
         return Path(location).read_bytes()
     except IsADirectoryError:
         raise SourceError("is a folder, not a feed file", source=location) from None
     except OSError as exc:
         raise SourceError(f"cannot read: {exc.strerror}", source=location) from None
+
+
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_safe(text: str) -> str:
+    """``text`` without the characters XML 1.0 forbids (most C0 controls, lone surrogates,
+    U+FFFE/FFFF): a title holding one would make the archive feed unreadable."""
+    return _NOT_XML.sub("", text)
+
+
+def image_url(base: str, value: str, label: str, warnings: list[str]) -> str | None:
+    """An image URL made absolute; anything but http(s) is dropped with a warning."""
+    url = urljoin(base, value.strip())
+    if is_url(url):
+        return url
+    scheme = url.partition(":")[0][:20] if ":" in url else "relative"
+    warnings.append(f"{label}: image URL with scheme {scheme!r} dropped (http and https only)")
+    return None
 
 
 def _entry_datetime(entry: Any) -> datetime | None:
@@ -88,23 +93,31 @@ def _entry_datetime(entry: Any) -> datetime | None:
     return None
 
 
-def load_feed(location: str, *, timeout: float) -> SourceResult:
-    """Parse an RSS 2.0 or Atom feed with feedparser."""
-    data = fetch_bytes(location, timeout=timeout)
+def load_feed(location: str, *, limits: FetchLimits = FETCH_DEFAULTS) -> SourceResult:
+    """Parse an RSS 2.0 or Atom feed with feedparser. A feed that is not well-formed XML (an
+    HTML entity such as ``&eacute;``, a stray ``&``) is read by feedparser's lenient parser,
+    with a warning, when that finds items; only a feed where it finds none is an error."""
+    data = fetch_bytes(location, limits)
+    shown = mask_url(location)
     parsed = feedparser.parse(data, sanitize_html=False, resolve_relative_uris=False)
     exc = parsed.get("bozo_exception")
+    warnings: list[str] = []
     if parsed.get("bozo") and isinstance(exc, xml.sax.SAXParseException):
-        raise SourceError(
-            f"malformed XML: {exc.getMessage()}", source=location, line=exc.getLineNumber()
+        if not parsed.entries:
+            raise SourceError(
+                f"malformed XML: {exc.getMessage()}", source=shown, line=exc.getLineNumber()
+            )
+        warnings.append(
+            f"{shown}:{exc.getLineNumber()}: not well-formed XML ({exc.getMessage()}); "
+            f"read leniently, {len(parsed.entries)} item(s) found"
         )
     if not parsed.get("version") and not parsed.entries:
-        raise SourceError("not an RSS or Atom feed", source=location)
+        raise SourceError("not an RSS or Atom feed", source=shown)
     base = parsed.feed.get("link") or (location if is_url(location) else "")
     items: list[RawItem] = []
-    warnings: list[str] = []
     for number, entry in enumerate(parsed.entries, start=1):
-        title = " ".join(str(entry.get("title", "")).split())
-        label = f"{location}: item {number}" + (f" ({title!r})" if title else "")
+        title = xml_safe(" ".join(str(entry.get("title", "")).split()))
+        label = f"{shown}: item {number}" + (f" ({title!r})" if title else "")
         link = str(entry.get("link", "")).strip()
         if base and link:
             link = urljoin(base, link)
@@ -125,7 +138,7 @@ def load_feed(location: str, *, timeout: float) -> SourceResult:
         image = None
         for enclosure in entry.get("enclosures", []) or []:
             if str(enclosure.get("type", "")).startswith("image/") and enclosure.get("href"):
-                image = urljoin(link, str(enclosure["href"]))
+                image = image_url(link, str(enclosure["href"]), label, warnings)
                 break
         items.append(
             RawItem(
@@ -134,7 +147,7 @@ def load_feed(location: str, *, timeout: float) -> SourceResult:
                 published=published,
                 content_html=content,
                 summary_html=summary if contents else "",
-                origin=location,
+                origin=shown,
                 guid=str(entry.get("id", "")),
                 categories=[c for c in categories if c],
                 image=image,
@@ -178,8 +191,9 @@ def _str_list(value: Any, key: str) -> list[str]:
     raise ValueError(f"{key!r} must be a list of strings")
 
 
-def parse_markdown_file(path: Path, *, tz: tzinfo) -> RawItem:
-    """Read one Markdown file with YAML front matter; raise SourceError naming file and line."""
+def parse_markdown_file(path: Path, *, tz: tzinfo, warnings: list[str] | None = None) -> RawItem:
+    """Read one Markdown file with YAML front matter; raise SourceError naming file and line.
+    Lesser problems (an image URL that is not http(s)) go to ``warnings``."""
     source = str(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -233,8 +247,9 @@ def parse_markdown_file(path: Path, *, tz: tzinfo) -> RawItem:
         raise SourceError(str(exc), source=source) from None
     body = "\n".join(lines[end + 1 :])
     summary = meta.get("summary")
+    notes = warnings if warnings is not None else []
     return RawItem(
-        title=" ".join(str(meta["title"]).split()),
+        title=xml_safe(" ".join(str(meta["title"]).split())),
         url=url,
         published=published,
         content_html=render_markdown(body),
@@ -243,7 +258,7 @@ def parse_markdown_file(path: Path, *, tz: tzinfo) -> RawItem:
         guid=str(meta.get("guid", "")),
         country=country.strip() if country else None,
         topics=topics,
-        image=urljoin(url, str(image)) if image else None,
+        image=image_url(url, str(image), source, notes) if image else None,
         image_alt=str(meta.get("image_alt", "")),
     )
 
@@ -258,7 +273,7 @@ def load_markdown_folder(location: str, *, tz: tzinfo) -> SourceResult:
         if path.name.lower() == "readme.md":
             continue
         try:
-            items.append(parse_markdown_file(path, tz=tz))
+            items.append(parse_markdown_file(path, tz=tz, warnings=warnings))
         except SourceError as exc:
             warnings.append(f"{exc}; file skipped")
     return SourceResult(items, warnings)

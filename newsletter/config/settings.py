@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from newsletter.compose.fetch import FetchLimits
 from newsletter.compose.options import IssueConfig
 from newsletter.compose.render import RenderOptions
 from newsletter.config.sections import (
@@ -195,7 +196,11 @@ class Settings(BaseSettings):
             topic_aliases=dict(self.topics.aliases),
             feeds=tuple(self.location(f) for f in self.sources.feeds),
             markdown=tuple(self.location(m) for m in self.sources.markdown),
-            timeout=self.sources.timeout,
+            fetch=FetchLimits(
+                timeout=self.sources.timeout,
+                max_bytes=self.sources.max_bytes,
+                allow_private=self.sources.allow_private,
+            ),
             rates_source=self.location(rates.source) if rates.source else "",
             rates_base=rates.base,
             rates_currencies=tuple(rates.currencies),

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from newsletter.compose.select import built_issue_dates
+from newsletter.compose.sources import xml_safe
 from newsletter.web.common import context, html
 from newsletter.web.pages import page
 
@@ -25,9 +26,9 @@ def issues(issues_dir: Path) -> list[dict[str, Any]]:
         out.append(
             {
                 "date": day.isoformat(),
-                "title": manifest["title"],
+                "title": xml_safe(manifest["title"]),
                 "count": count,
-                "summary": " · ".join(heads),
+                "summary": xml_safe(" · ".join(heads)),
                 "updated": f"{day.isoformat()}T00:00:00Z",
             }
         )
