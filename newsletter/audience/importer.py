@@ -31,6 +31,7 @@ from newsletter.audience.seen import SeenAddresses
 from newsletter.audience.subscribers import ensure_list, record_event
 from newsletter.core.addresses import control_character, normalise
 from newsletter.core.clock import now
+from newsletter.core.csvcells import restore
 from newsletter.core.interests import Vocabulary
 from newsletter.core.states import STATUSES, SUPPRESSED, SubscriberStatus
 from newsletter.errors import AddressError, CSVImportError, UnknownInterestError
@@ -141,6 +142,8 @@ def _validate(
     if len(fields) > len(header):
         return f"{len(fields)} fields, but the header has {len(header)}"
     fields = fields + [""] * (len(header) - len(fields))
+    if any(f[:1] == "'" for f in fields):  # a cell our export kept from being a formula
+        fields = [restore(f) for f in fields]
     values = dict(zip(header, fields, strict=True))
     suspicious = _SUSPICIOUS.search("".join(fields)) is not None
     for column, value in values.items():

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from newsletter.core.addresses import control_character, normalise
 from newsletter.core.clock import now
+from newsletter.core.csvcells import neutralise
 from newsletter.core.interests import Vocabulary, split
 from newsletter.core.states import STATUSES, SUPPRESSED, SubscriberStatus
 from newsletter.errors import AudienceError, UnknownInterestError
@@ -275,7 +276,8 @@ EXPORT_COLUMNS = ["email", "name", "interests", "status"]
 
 
 def export(conn: Connection, list_name: str, out: IO[str]) -> int:
-    """Write the list as CSV that ``subscribers import`` reads back to the same state."""
+    """Write the list as CSV that ``subscribers import`` reads back to the same state. No cell
+    can start a spreadsheet formula (see ``core/csvcells.py``)."""
     list_id(conn, list_name)  # an unknown list is an error, not an empty file
     keys: set[str] = set()
     for sub in query(conn, list_name=list_name):
@@ -289,6 +291,6 @@ def export(conn: Connection, list_name: str, out: IO[str]) -> int:
         for key in extra:
             value = sub.attributes.get(key, "")
             values.append(value if isinstance(value, str) else json.dumps(value))
-        writer.writerow(values)
+        writer.writerow([neutralise(v) for v in values])
         count += 1
     return count

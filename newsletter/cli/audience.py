@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -12,6 +13,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from newsletter.cli.common import err, handles_errors, out, state
+from newsletter.core.files import create_private
 from newsletter.core.interests import Vocabulary, split
 from newsletter.errors import DatabaseError
 
@@ -232,9 +234,13 @@ def export_command(
             count = audience.export(conn, list_name, sys.stdout)
         else:
             tmp = output.with_name(f".{output.name}.tmp")
-            with tmp.open("w", encoding="utf-8", newline="") as fh:
-                count = audience.export(conn, list_name, fh)
-            tmp.replace(output)
+            tmp.unlink(missing_ok=True)  # left by an export that was killed
+            try:  # 0600 (addresses), and all or nothing
+                with os.fdopen(create_private(tmp), "w", encoding="utf-8", newline="") as fh:
+                    count = audience.export(conn, list_name, fh)
+                tmp.replace(output)
+            finally:
+                tmp.unlink(missing_ok=True)
     err.print(f"exported {count} subscriber(s) from {list_name}", markup=False)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from newsletter.config.sections import DatabaseSettings
 from newsletter.config.settings import Settings
+from newsletter.core.redact import mask_url
 from newsletter.errors import ConfigError
 
 CONFIG_ENV = "NEWSLETTER_CONFIG"
@@ -110,16 +110,13 @@ def _build(data: dict[str, Any], env_file: Path | None) -> Settings:
     return Settings(_env_file=env_file, **data)  # type: ignore[call-arg]
 
 
-def _hide_password(url: str) -> str:
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1********@", url)
-
-
 def masked_dump(settings: Settings) -> dict[str, Any]:
-    """The effective settings as plain data, secrets shown as ``********`` (or empty)."""
+    """The effective settings as plain data, secrets shown as ``********`` (or empty): secret
+    settings, and passwords and keys inside any URL (a database URL, a feed with a key)."""
 
     def walk(value: Any) -> Any:
         if isinstance(value, DatabaseSettings):
-            return {"url": _hide_password(value.url), "import_batch_size": value.import_batch_size}
+            return {"url": mask_url(value.url), "import_batch_size": value.import_batch_size}
         if isinstance(value, SecretStr):
             return "********" if value.get_secret_value() else ""
         if isinstance(value, BaseModel):
@@ -130,6 +127,8 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
             return [walk(v) for v in value]
         if isinstance(value, list):
             return [walk(v) for v in value]
+        if isinstance(value, str):
+            return mask_url(value)  # any URL: a password or key inside it masked
         return value
 
     return {"config_file": str(settings.config_path or "(none)"), **walk(settings)}

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 
+from newsletter.core.files import create_private, private_dir
 from newsletter.errors import KeyFileError, TokenError
 
 _PAYLOAD = struct.Struct(">BQI")
@@ -111,7 +112,6 @@ def load_key(secret: str, key_file: Path) -> bytes:
 
 def write_key(key_file: Path) -> None:
     """Create a new random key file readable by its owner only (never printed)."""
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
+    private_dir(key_file.parent)
+    with os.fdopen(create_private(key_file), "w") as fh:
         fh.write(secrets.token_urlsafe(48) + "\n")

@@ -6,19 +6,24 @@ machine. It binds to 127.0.0.1 unless told otherwise.
 
 from __future__ import annotations
 
+import itertools
 import mailbox
+import os
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from newsletter.core.files import private_dir, write_private
 from newsletter.errors import ServerError
 
 
 class MaildirHandler:
     def __init__(self, path: Path) -> None:
-        self.box = open_maildir(path)
+        self.path = path
+        open_maildir(path)
         self.received = 0
 
     async def handle_EHLO(
@@ -31,7 +36,7 @@ class MaildirHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         try:
-            self.box.add(envelope.original_content or envelope.content)
+            store(self.path, envelope.original_content or envelope.content)
         except OSError as exc:
             return f"451 4.3.0 cannot store the message: {exc.strerror}"
         self.received += 1
@@ -39,10 +44,23 @@ class MaildirHandler:
 
 
 def open_maildir(path: Path) -> mailbox.Maildir:
-    """A Maildir at ``path`` with its tmp/new/cur folders, whether or not ``path`` exists."""
+    """A Maildir at ``path`` with its tmp/new/cur folders (0700), whether or not it exists."""
     for sub in ("tmp", "new", "cur"):
-        (path / sub).mkdir(parents=True, exist_ok=True)
+        private_dir(path / sub)
     return mailbox.Maildir(path, create=False)
+
+
+_counter = itertools.count()
+_HOST = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+
+
+def store(path: Path, message: bytes) -> str:
+    """Deliver ``message`` into the Maildir at ``path`` as a 0600 file (the Maildir way: written
+    in ``tmp/``, then moved to ``new/``); returns its key."""
+    stamp = time.time()
+    key = f"{int(stamp)}.M{int(stamp % 1 * 1e6)}P{os.getpid()}Q{next(_counter)}.{_HOST}"
+    write_private(path / "new" / key, message, tmp=path / "tmp" / key, sync=False)
+    return key
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -13,14 +13,12 @@ misconfigured).
 
 from __future__ import annotations
 
-import mailbox
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
 from newsletter.core.states import SendState
-from newsletter.errors import TransportError
 
 State = Literal[SendState.SENT, SendState.DEFERRED, SendState.FAILED]
 
@@ -70,20 +68,21 @@ class MaildirTransport:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = f"maildir:{path}"
-        self._box: mailbox.Maildir | None = None
+        self._opened = False
 
     async def open(self) -> None:
         from newsletter.delivery.localserver import open_maildir
 
-        self._box = open_maildir(self.path)
+        open_maildir(self.path)
+        self._opened = True
 
     async def send(self, sender: str, recipient: str, message: bytes) -> Delivery:
-        if self._box is None:
-            await self.open()
-        if self._box is None:  # pragma: no cover - open() always sets it
-            raise TransportError(f"{self.path}: the outbox could not be opened")
+        from newsletter.delivery.localserver import store
+
         try:
-            key = self._box.add(message)
+            if not self._opened:
+                await self.open()
+            key = store(self.path, message)  # 0600: it holds a subscriber's address and links
         except OSError as exc:
             return Delivery(
                 SendState.DEFERRED, None, f"cannot write to {self.path}: {exc.strerror}"
@@ -101,4 +100,4 @@ class MaildirTransport:
         return out
 
     async def close(self) -> None:
-        self._box = None
+        self._opened = False

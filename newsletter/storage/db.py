@@ -33,6 +33,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.types import TypeDecorator
 
+from newsletter.core.files import touch_private
+from newsletter.core.redact import mask_url
 from newsletter.core.states import SendState, SubscriberStatus
 from newsletter.errors import DatabaseError
 
@@ -247,7 +249,9 @@ def resolve_url(url: str, workspace: Path) -> str:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise DatabaseError(f"setting 'database.url': {url!r} is not a database URL") from None
+        raise DatabaseError(
+            f"setting 'database.url': {mask_url(url)!r} is not a database URL"
+        ) from None
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
         path = Path(parsed.database)
         if not path.is_absolute():
@@ -268,7 +272,9 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise DatabaseError(f"setting 'database.url': {url!r} is not a database URL") from None
+        raise DatabaseError(
+            f"setting 'database.url': {mask_url(url)!r} is not a database URL"
+        ) from None
     backend = parsed.get_backend_name()
     if backend not in ("sqlite", "postgresql"):
         raise DatabaseError(
@@ -276,8 +282,9 @@ def make_engine(url: str) -> Engine:
         )
     try:
         if backend == "sqlite":
-            if parsed.database and parsed.database != ":memory:":
-                Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            if parsed.database and parsed.database != ":memory:" and "mode=" not in url:
+                # subscribers' addresses: 0600 (SQLite gives its -wal and -shm files the same)
+                touch_private(Path(parsed.database))
             engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
@@ -297,7 +304,7 @@ class Database:
 
     @property
     def display_url(self) -> str:
-        return make_url(self.url).render_as_string(hide_password=True)
+        return mask_url(self.url)
 
     @property
     def backend(self) -> str:
