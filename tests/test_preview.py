@@ -47,6 +47,22 @@ def test_preview_binds_to_loopback_by_default(preview: PreviewServer) -> None:
     assert preview.url.startswith("http://127.0.0.1:")
 
 
+def test_preview_refuses_a_foreign_host_header(preview: PreviewServer) -> None:
+    """DNS rebinding: a stranger's page whose name now resolves to 127.0.0.1 sends its own
+    name as Host; the preview (which can show subscribers' editions) does not answer it."""
+    import httpx
+
+    port = preview.url.rsplit(":", 1)[1].strip("/")
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.nip.io", ""):
+        response = httpx.get(preview.url, headers={"Host": host}, timeout=10)
+        assert response.status_code == 421, host
+        assert b"Central Asia" not in response.content
+    for host in (f"127.0.0.1:{port}", f"localhost:{port}", "localhost", f"[::1]:{port}"):
+        response = httpx.get(preview.url + "email.html", headers={"Host": host}, timeout=10)
+        assert response.status_code == 200, host
+        assert response.headers["x-content-type-options"] == "nosniff"
+
+
 def test_busy_port_is_a_clear_error(preview: PreviewServer, settings: Settings) -> None:
     second = PreviewServer(settings, DAY, port=preview.port)
     with pytest.raises(ServerError, match=f"cannot serve the preview on 127.0.0.1:{preview.port}"):

@@ -148,6 +148,25 @@ class Guard:
         await send({"type": "http.response.body", "body": body})
 
 
+def local_host_header(value: str) -> bool:
+    """Whether a ``Host`` header names this machine by address or as ``localhost``. Any other
+    name is refused by the preview: a page on a stranger's site can make its own domain name
+    resolve to 127.0.0.1 (DNS rebinding) and read the preview, but it cannot make the browser
+    send an address or ``localhost`` as the Host."""
+    host = value.strip().lower()
+    if host.startswith("["):
+        host = host[1 : host.find("]")] if "]" in host else ""
+    elif host.count(":") == 1:
+        host = host.partition(":")[0]
+    if host == "localhost":
+        return True
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def client_key(host: str) -> str:
     """What the rate limit counts: the address, or its /64 for IPv6."""
     try:

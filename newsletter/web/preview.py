@@ -37,6 +37,7 @@ from newsletter.config import Settings, load_settings
 from newsletter.core.interests import split
 from newsletter.core.states import SubscriberStatus
 from newsletter.errors import NewsletterError, ServerError
+from newsletter.web.guard import local_host_header
 from newsletter.web.pages import page
 
 if TYPE_CHECKING:
@@ -272,12 +273,25 @@ class PreviewServer:
         """The preview on the same HTTP stack as the subscriber pages (Starlette)."""
 
         async def endpoint(request: Request) -> Response:
+            if not local_host_header(request.headers.get("host", "")):
+                return Response(
+                    "this preview answers only to its address (127.0.0.1) or localhost\n",
+                    status_code=421,
+                    media_type="text/plain",
+                )
             query = {k: v for k, v in request.query_params.items()}
             status, ctype, body = await asyncio.to_thread(
                 self.page, request.path_params["name"].strip("/"), query
             )
             return Response(
-                body, status_code=status, media_type=ctype, headers={"Cache-Control": "no-store"}
+                body,
+                status_code=status,
+                media_type=ctype,
+                headers={
+                    "Cache-Control": "no-store",
+                    "X-Content-Type-Options": "nosniff",
+                    "Content-Security-Policy": "frame-ancestors 'self'",
+                },
             )
 
         return Starlette(routes=[Route("/{name:path}", endpoint)])
