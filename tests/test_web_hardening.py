@@ -378,3 +378,43 @@ def check_ipv6_block(site: Site) -> None:
             select(func.count()).select_from(subscribers).where(subscribers.c.email.like("v6-%"))
         ).scalar()
     assert count == 2
+
+
+def test_newsletter_serve_logs_requests_without_their_tokens(workspace: Path) -> None:
+    """The real command, as an operator runs it: uvicorn's own access log, tokens redacted."""
+    import os
+    import subprocess
+    import sys
+
+    from newsletter.delivery.localserver import free_port
+
+    port = free_port()
+    key = "serve-log-secret-0123456789abcdef"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env["NEWSLETTER_SECURITY__SECRET_KEY"] = key
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "serve", "--port", str(port)],
+        cwd=workspace,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    token = Signer(key.encode()).make(Purpose.SUBSCRIBER, 1)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+
+            def up() -> bool:
+                try:
+                    return client.get("/archive").status_code == 200
+                except httpx.TransportError:
+                    return False
+
+            wait_until(up, 30, "newsletter serve to answer")
+            for path in (f"/u/{token}", f"/p/{token}", f"/confirm/{token}"):
+                client.get(path)
+    finally:
+        proc.terminate()
+        output, _ = proc.communicate(timeout=30)
+    assert token not in output
+    assert '"GET /u/[token] HTTP/1.1"' in output and '"GET /p/[token] HTTP/1.1"' in output
