@@ -273,3 +273,25 @@ class DKIMSettings(Section):
     domain: str = ""
     selector: str = ""
     private_key_file: str = ""
+
+
+class BouncesSettings(Section):
+    """Returned mail: bounces, complaints and mailto unsubscribes (see docs/bounces.md)."""
+
+    return_path: str = Field(
+        default="", description="envelope sender; set: VERP (bounces+REF@domain) per message"
+    )
+    soft_limit: int = Field(
+        default=3, ge=1, le=100, description="soft bounces in a row (no delivery between)"
+    )
+    pause_ratio: float = Field(
+        default=0.05, gt=0, le=1, description="permanent failures among the recent messages"
+    )
+    pause_window: int = Field(default=1000, ge=50, le=1_000_000)
+
+    @field_validator("return_path")
+    @classmethod
+    def _return_path(cls, value: str) -> str:
+        if value and not re.fullmatch(r"[^@\s+]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError(f"{value!r} is not an e-mail address without a '+'")
+        return value

@@ -17,6 +17,7 @@ from newsletter.compose.fetch import FetchLimits
 from newsletter.compose.options import IssueConfig
 from newsletter.compose.render import RenderOptions
 from newsletter.config.sections import (
+    BouncesSettings,
     BuildSettings,
     DatabaseSettings,
     DKIMSettings,
@@ -61,6 +62,7 @@ class Settings(BaseSettings):
     dkim: DKIMSettings = Field(default_factory=DKIMSettings)
     scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    bounces: BouncesSettings = Field(default_factory=BouncesSettings)
     schedules: list[ScheduleSettings] = Field(default_factory=list)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
 

@@ -62,3 +62,16 @@ class ScheduleOutcome(StrEnum):
     BUILT = "built"
     SKIPPED = "skipped"
     FAILED = "failed"
+
+
+class ReturnKind(StrEnum):
+    """What a returned mail (or a refusal during the SMTP session) says about an address."""
+
+    HARD = "hard"  # the address is bad: unknown user, no such domain, disabled, moved
+    SOFT = "soft"  # temporary trouble, or a refusal whose reason is unclear
+    SENDER = "sender"  # aimed at us (blocked IP, spam filter, policy, DMARC): not the address
+    COMPLAINT = "complaint"  # a spam report (ARF)
+    UNSUBSCRIBE = "unsubscribe"  # a mail to the List-Unsubscribe address with a valid token
+    AUTOREPLY = "autoreply"  # vacation notices and other auto-replies: ignored
+    DELAYED = "delayed"  # "still trying" notices: ignored
+    IGNORED = "ignored"  # not a return at all

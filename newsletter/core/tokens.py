@@ -92,6 +92,11 @@ class Signer:
             raise TokenError("this link has expired")
         return Token(int(subscriber_id), int(expires))
 
+    def tag(self, label: str, size: int = 8) -> str:
+        """``size`` bytes of HMAC over ``label``, in lower-case hex (for references that must
+        survive case-folding, such as VERP addresses)."""
+        return hmac.digest(self._key, label.encode(), "sha256")[:size].hex()
+
     def message_id_tag(self, issue: str, subscriber_id: int) -> str:
         """A short stable tag that makes a Message-ID unguessable but repeatable."""
         mac = hmac.digest(self._key, f"mid:{issue}:{subscriber_id}".encode(), "sha256")

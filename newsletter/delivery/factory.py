@@ -84,6 +84,7 @@ def send_setup(settings: Settings) -> SendSetup:
             base_url=s.base_url or settings.issue.web_url,
             unsubscribe_mailto=s.unsubscribe_mailto,
             reply_to=s.reply_to,
+            return_path=settings.bounces.return_path,
         ),
     )
 

@@ -23,6 +23,8 @@ from typing import Any
 from newsletter.compose.render import RenderedIssue
 from newsletter.core.addresses import CONTROL_CHARACTERS
 from newsletter.core.tokens import TOKEN_LENGTH, Purpose, Signer
+from newsletter.core.verp import HEADER as REF_HEADER
+from newsletter.core.verp import make_ref, return_path
 from newsletter.delivery.dkim import DKIMSigner, canonical_pieces
 from newsletter.delivery.envelope import address_header, fold_text
 from newsletter.errors import HeaderError, MessageError
@@ -39,6 +41,7 @@ class SenderConfig:
     base_url: str  # where /u/TOKEN and /p/TOKEN are served
     unsubscribe_mailto: str
     reply_to: str = ""
+    return_path: str = ""  # bounces.return_path: VERP envelope senders when set
 
     @property
     def domain(self) -> str:
@@ -264,6 +267,15 @@ class MessageTemplate:
         tag = self.signer.message_id_tag(self.issue_key, subscriber_id)
         return f"<{self.issue_key}.{subscriber_id}.{tag}@{self.sender.domain}>"
 
+    def ref(self, subscriber_id: int) -> str:
+        return make_ref(self.signer, self.issue_key, subscriber_id)
+
+    def envelope_sender(self, subscriber_id: int) -> str:
+        """``MAIL FROM``: ``bounces+REF@domain`` (VERP) when a return path is set, else From."""
+        if not self.sender.return_path:
+            return self.sender.from_address
+        return return_path(self.sender.return_path, self.ref(subscriber_id))
+
     def personalise(self, recipient: Recipient, when: datetime) -> bytes:
         """The complete message for one recipient, CRLF line ends, ready for SMTP."""
         draft = self.draft(recipient, when)
@@ -280,6 +292,7 @@ class MessageTemplate:
             self.static_headers[1],
             ("Date", self._date(when)),
             ("Message-ID", self.message_id(recipient.subscriber_id)),
+            (REF_HEADER, self.ref(recipient.subscriber_id)),
             (
                 "List-Unsubscribe",
                 self._list_unsubscribe.replace(self._unsub_slot, unsub).replace(
@@ -289,11 +302,12 @@ class MessageTemplate:
             *self.static_headers[2:],
         ]
         head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode("utf-8")
+        envelope = self.envelope_sender(recipient.subscriber_id)
         if self.dkim is None:
-            return Draft(head, body)
+            return Draft(head, body, envelope_from=envelope)
         canon = _fill(self._canon_pieces, self._slot_order, values)
         value, data = self.dkim.prepare(headers, canon, int(when.timestamp()))
-        return Draft(head, body, value, data)
+        return Draft(head, body, value, data, envelope)
 
 
 class WireSafe(bytes):
@@ -310,6 +324,7 @@ class Draft:
     body: bytes
     dkim_value: str = ""
     to_sign: bytes = b""
+    envelope_from: str = ""  # MAIL FROM for this message ("" = the sender's From address)
 
     def finish(self, signature: str | None) -> WireSafe:
         if signature is None:

@@ -55,6 +55,7 @@ class Identity:
     base_url: str = ""  # where /u/TOKEN and /p/TOKEN are served; default https://DOMAIN
     unsubscribe_mailto: str = ""
     reply_to: str = ""
+    return_path: str = ""  # bounces.return_path: VERP when set
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ def sender_config(identity: Identity, issue: Issue) -> SenderConfig:
         base_url=s.base_url or f"https://{domain}",
         unsubscribe_mailto=s.unsubscribe_mailto or f"unsubscribe@{domain}",
         reply_to=s.reply_to,
+        return_path=s.return_path,
     )
 
 

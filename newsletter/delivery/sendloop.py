@@ -238,7 +238,8 @@ class SendLoop:
         items = []
         for job in batch:  # a SigningError here stops the send: nothing can be signed
             signature = (await job.signatures)[job.slot] if job.signatures else None
-            items.append((job.row.email, job.draft.finish(signature)))
+            envelope = job.draft.envelope_from or self.from_address
+            items.append((job.row.email, job.draft.finish(signature), envelope))
         done: set[int] = set()
 
         def notify(i: int, delivery: Delivery) -> None:

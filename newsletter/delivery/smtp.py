@@ -25,7 +25,7 @@ from newsletter.core.states import SendState
 from newsletter.delivery.envelope import wire_address
 from newsletter.delivery.message import WireSafe
 from newsletter.delivery.smtpwire import NOT_SENT, PipelinedSession, Reply
-from newsletter.delivery.transports import Delivery, Notify, classify
+from newsletter.delivery.transports import Delivery, Notify, Outgoing, classify
 from newsletter.errors import MessageError, TransportError
 
 CHECK_IDLE_AFTER = 5.0  # seconds: a pooled connection idle longer is checked (NOOP) before use
@@ -157,9 +157,10 @@ class SMTPTransport:
         return (await self.send_many(sender, [(recipient, message)]))[0]
 
     async def send_many(
-        self, sender: str, batch: Sequence[tuple[str, bytes]], notify: Notify | None = None
+        self, sender: str, batch: Sequence[Outgoing], notify: Notify | None = None
     ) -> list[Delivery]:
-        """Messages on one connection, pipelined back to back where the server allows it."""
+        """Messages on one connection, pipelined back to back where the server allows it. An
+        item may name its own envelope sender (VERP); else ``sender`` is used."""
         results: list[Delivery | None] = [None] * len(batch)
 
         def report(i: int, delivery: Delivery) -> None:
@@ -167,14 +168,14 @@ class SMTPTransport:
             if notify is not None:
                 notify(i, delivery)
 
-        try:
-            from_address, from_utf8 = wire_address(sender)
-        except MessageError as exc:
-            for i in range(len(batch)):
-                report(i, _failed(f"bad sender address: {exc}"))
-            return [d for d in results if d is not None]
         ready: list[_Item] = []
-        for i, (recipient, message) in enumerate(batch):
+        for i, item in enumerate(batch):
+            recipient, message = item[0], item[1]
+            try:
+                from_address, from_utf8 = wire_address(item[2] if len(item) > 2 else sender)
+            except MessageError as exc:
+                report(i, _failed(f"bad sender address: {exc}"))
+                continue
             try:
                 address, utf8 = wire_address(recipient)
             except MessageError as exc:

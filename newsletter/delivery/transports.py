@@ -41,6 +41,9 @@ def classify(code: int, message: str) -> Delivery:
     return Delivery(SendState.FAILED, code, reply)
 
 
+Outgoing = tuple[str, bytes] | tuple[str, bytes, str]
+"""(recipient, message) or (recipient, message, envelope sender): one message of a batch."""
+
 Notify = Callable[[int, Delivery], None]
 """Called with (index in the batch, outcome) as soon as a message's fate is known."""
 
@@ -53,9 +56,9 @@ class Transport(Protocol):
     async def send(self, sender: str, recipient: str, message: bytes) -> Delivery: ...
 
     async def send_many(
-        self, sender: str, batch: Sequence[tuple[str, bytes]], notify: Notify | None = None
+        self, sender: str, batch: Sequence[Outgoing], notify: Notify | None = None
     ) -> list[Delivery]:
-        """(recipient, message) pairs, sent in order; one Delivery each, also given to
+        """(recipient, message[, envelope sender]) items, sent in order; one Delivery each, also given to
         ``notify`` as it comes."""
         ...
 
@@ -90,11 +93,12 @@ class MaildirTransport:
         return Delivery(SendState.SENT, 250, f"250 stored as {key}")
 
     async def send_many(
-        self, sender: str, batch: Sequence[tuple[str, bytes]], notify: Notify | None = None
+        self, sender: str, batch: Sequence[Outgoing], notify: Notify | None = None
     ) -> list[Delivery]:
         out = []
-        for i, (recipient, message) in enumerate(batch):
-            out.append(delivery := await self.send(sender, recipient, message))
+        for i, item in enumerate(batch):
+            envelope = item[2] if len(item) > 2 else sender
+            out.append(delivery := await self.send(envelope, item[0], item[1]))
             if notify is not None:
                 notify(i, delivery)
         return out

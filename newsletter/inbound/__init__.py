@@ -1,0 +1,1 @@
+"""Returned mail: bounces, complaints and mailto unsubscribes, read and acted on."""
