@@ -209,3 +209,11 @@ class FormError(NewsletterError):
     def __init__(self, message: str, *, field: str) -> None:
         self.field = field
         super().__init__(message)
+
+
+class MailboxError(NewsletterError):
+    """A mailbox of returned mail (Maildir, mbox, .eml, IMAP) could not be read at all."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
+        super().__init__(f"{path}: {message}")

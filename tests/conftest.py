@@ -68,7 +68,11 @@ class Result:
 
 
 def run_cli(
-    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 60
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    input: str | None = None,
 ) -> Result:
     """Run the real command line in a subprocess, as a user would."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
@@ -81,6 +85,7 @@ def run_cli(
         capture_output=True,
         text=True,
         timeout=timeout,
+        input=input,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
@@ -230,6 +235,7 @@ class RecordingHandler:
     def __init__(self, pipelining: bool = True) -> None:
         self.pipelining = pipelining
         self.messages: list[tuple[str, bytes, float]] = []
+        self.mail_from: dict[str, str] = {}  # recipient -> the envelope sender of its message
         self.rules: dict[str, str] = {}
         self.slow_seconds = 3.0
         self.data_delay = 0.0
@@ -271,6 +277,7 @@ class RecordingHandler:
         self.messages.append(
             (envelope.rcpt_tos[0], envelope.original_content or envelope.content, time.monotonic())
         )
+        self.mail_from[envelope.rcpt_tos[0].lower()] = envelope.mail_from
         if self.on_message is not None:
             self.on_message(envelope.rcpt_tos[0])
         return "250 2.0.0 OK"

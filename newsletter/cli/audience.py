@@ -168,18 +168,24 @@ def show_command(
     Example: newsletter subscribers show ana@example.org
     """
     from newsletter import audience
+    from newsletter.inbound.service import subscriber_returns
 
     with state(ctx).database.connect() as conn:
-        data = audience.get(conn, email).to_json()
+        sub = audience.get(conn, email)
+        data = sub.to_json()
+        data["returns"] = subscriber_returns(conn, sub.id)
     if as_json:
         out.print(json.dumps(data, indent=2, ensure_ascii=False), markup=False)
         return
+    returned = data.pop("returns")
     for key, value in data.items():
         shown = ", ".join(value) if isinstance(value, list) else value
         out.print(
             f"{key:>16}: {json.dumps(shown, ensure_ascii=False) if isinstance(shown, dict) else shown}",
             markup=False,
         )
+    for event in returned:  # what returned mail decided, with its reason and status
+        out.print(f"{'returns':>16}: {event['at']} {event['kind']} {event['detail']}", markup=False)
 
 
 @subscribers_app.command("list")

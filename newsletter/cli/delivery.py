@@ -183,13 +183,16 @@ def status_command(
 
     Example: newsletter status 2026-11-16
     """
+    from newsletter.cli.inbound import alarm_line
     from newsletter.delivery import sendlog
+    from newsletter.inbound.service import sender_alarm
     from newsletter.schedule.cron import runs_for_issue
 
     with state(ctx).database.connect() as conn:
         counts = sendlog.counts(conn, issue)
         failures = sendlog.failures(conn, issue)
         runs = sendlog.runs(conn, issue)
+        alarm = sender_alarm(conn, issue)
     scheduled = runs_for_issue(state(ctx).database, issue)
     if as_json:
         payload = {
@@ -198,6 +201,7 @@ def status_command(
             "failures": failures,
             "runs": runs,
             "schedule_runs": scheduled,
+            "sender_alarm": alarm,
         }
         out.print(json.dumps(payload, indent=2, default=str), markup=False)
         return
@@ -220,6 +224,8 @@ def status_command(
             f"  schedule {r['schedule']} {r['started_at']:%Y-%m-%d %H:%M:%S}: {r['outcome']} {r['detail']}",
             markup=False,
         )
+    if alarm:
+        out.print(alarm_line(alarm), markup=False)
 
 
 def keygen_command(ctx: typer.Context) -> None:

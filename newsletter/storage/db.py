@@ -201,6 +201,29 @@ mail_outbox = Table(
     UniqueConstraint("kind", "subscriber_id", name="uq_mail_outbox_kind_subscriber"),
 )
 
+returns = Table(
+    "returns",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("at", UTCDateTime, nullable=False),
+    Column("source", String(20), nullable=False),  # import, imap, ses, postmark
+    Column("source_key", String(64), nullable=False),  # sha256 of the mail, or the webhook id
+    Column("message_id", String(250), nullable=False),
+    Column(
+        "subscriber_id", Integer, ForeignKey("subscribers.id", ondelete="SET NULL"), nullable=True
+    ),
+    Column("address", String(320), nullable=False),
+    Column("domain", String(255), nullable=False),
+    Column("issue", String(32), nullable=True),
+    Column("kind", String(16), nullable=False),  # ReturnKind
+    Column("reason", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("diagnostic", String(500), nullable=False),
+    UniqueConstraint("source_key", "address", name="uq_returns_source_address"),
+    Index("ix_returns_subscriber", "subscriber_id", "issue"),
+    Index("ix_returns_issue_kind", "issue", "kind"),
+)
+
 locks = Table(
     "locks",
     metadata,
