@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import insert, select
 
+from newsletter.audience.importer import import_csv
 from newsletter.core.clock import now
 from newsletter.core.states import ReturnKind
 from newsletter.core.tokens import Signer
@@ -343,3 +344,48 @@ def test_returns_from_a_real_send_are_read_from_a_maildir_an_mbox_and_a_pipe(
             "farrukh@example.org",
         }
         assert "bakyt@example.org" in got
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize(("refused", "pauses"), [(60, True), (8, False)], ids=["12%", "2%"])
+def test_a_send_pauses_when_too_many_recent_messages_are_refused_for_good(
+    settings, db: Database, smtp_server: SMTPServer, tmp_path: Path, refused: int, pauses: bool
+) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    from datetime import date
+
+    from newsletter.cli.common import EXIT_UNDELIVERED
+    from newsletter.cli.delivery import report as exit_status
+    from newsletter.compose.issuefiles import build_and_write
+    from newsletter.compose.select import ComposeOptions
+    from newsletter.config import with_changes
+    from newsletter.delivery.factory import make_limits, make_transport, send_setup
+    from newsletter.delivery.options import SendOptions
+    from newsletter.delivery.sender import Sender
+
+    build_and_write(settings.issue_config(), ComposeOptions(date(2026, 11, 16)))
+    people = tmp_path / "people.csv"
+    rows = [f"r{i:03d}@example.org,R,Regional" for i in range(500)]
+    people.write_text("email,name,interests\n" + "\n".join(rows) + "\n")
+    import_csv(db, people, "weekly", settings.vocabulary())
+    for i in range(0, 500, 500 // refused):  # spread through the list
+        smtp_server.handler.rules[f"r{i:03d}@example.org"] = "550"
+    settings = with_changes(
+        settings,
+        smtp={"host": "127.0.0.1", "port": smtp_server.port, "security": "none", "backoff": 0.05},
+    )
+    sender = Sender(
+        send_setup(settings),
+        db,
+        make_transport(settings),
+        Signer(b"guard-test-key-0123456789abc"),
+        limits=make_limits(settings),
+    )
+    summary = asyncio.run(asyncio.wait_for(sender.run(SendOptions("2026-11-16", "weekly")), 120))
+    if pauses:
+        assert summary.paused and "refused permanently" in summary.paused
+        assert "over bounces.pause_ratio 5%" in summary.paused
+        assert summary.remaining > 0 and exit_status(summary, as_json=True) == EXIT_UNDELIVERED
+        assert summary.sent + summary.failed < 500
+    else:
+        assert not summary.paused and summary.sent + summary.failed == 500

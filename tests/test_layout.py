@@ -15,7 +15,18 @@ from tests.conftest import REPO
 
 PACKAGE = REPO / "newsletter"
 LINT_IMPORTS = Path(sys.executable).parent / "lint-imports"
-STAGES = {"core", "storage", "compose", "audience", "delivery", "schedule", "web", "cli", "config"}
+STAGES = {
+    "inbound",
+    "core",
+    "storage",
+    "compose",
+    "audience",
+    "delivery",
+    "schedule",
+    "web",
+    "cli",
+    "config",
+}
 
 
 def _modules() -> list[Path]:

@@ -65,6 +65,8 @@ def make_limits(settings: Settings) -> Limits:
         retries=smtp.retries,
         backoff=smtp.backoff,
         bounce_limit=smtp.bounce_limit,
+        pause_ratio=settings.bounces.pause_ratio,
+        pause_window=settings.bounces.pause_window,
         pause_after_errors=smtp.pause_after_errors,
         stop_grace=smtp.stop_grace,
     )

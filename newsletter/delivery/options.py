@@ -29,6 +29,8 @@ class Limits:
     pause_after_errors: int = 10
     batch: int = 200
     stop_grace: float = 20.0  # seconds after a stop request before the send is cut short
+    pause_ratio: float = 0.05  # pause when this share of the recent messages is refused for good
+    pause_window: int = 1000  # ... of this many recent messages (judged from 200 on)
 
 
 @dataclass

@@ -17,7 +17,8 @@ from sqlalchemy import and_, bindparam, func, insert, select, update
 from sqlalchemy.engine import Connection
 
 from newsletter.core.clock import now
-from newsletter.core.states import SUPPRESSED, RunOutcome, SendState, SubscriberStatus
+from newsletter.core.smtpreplies import judge, status_of
+from newsletter.core.states import SUPPRESSED, ReturnKind, RunOutcome, SendState, SubscriberStatus
 from newsletter.storage.db import (
     DriverSQL,
     dialect_insert,
@@ -193,10 +194,13 @@ def record(conn: Connection, outcomes: list[Outcome], bounce_limit: int) -> list
             for o in outcomes
         ],
     )
-    hard = [
+    hard = [  # a refusal aimed at the sender (block list, policy, DMARC) is not the address's
         o.subscriber_id
         for o in outcomes
-        if o.state == SendState.FAILED and o.code is not None and o.code >= 500
+        if o.state == SendState.FAILED
+        and o.code is not None
+        and o.code >= 500
+        and judge(status_of(o.reply) or "5.0.0", o.reply)[0] != ReturnKind.SENDER
     ]
     bounced: list[int] = []
     for sid in hard:

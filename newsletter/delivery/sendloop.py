@@ -99,6 +99,7 @@ class SendLoop:
         self.db = DatabaseThread()
         self.recorder = Recorder(self.db, self._write, self._report_progress)
         self.tries: dict[int, int] = {}
+        self.refusals = supervise.RefusalGuard(self.limits.pause_ratio, self.limits.pause_window)
         self.pause: list[str] = []  # why the send pauses (first reason wins)
         self.errors_in_row = self.submitted = self.untried = 0
         self.from_address = sender.from_address
@@ -149,6 +150,10 @@ class SendLoop:
             summary.sent += 1
         else:
             summary.failed += 1
+        if delivery.state in (SendState.SENT, SendState.FAILED):
+            refused = delivery.state == SendState.FAILED and (delivery.code or 0) >= 500
+            if (alarm := self.refusals.add(refused)) and not self.pause:
+                self.pause.append(f"{alarm}: see 'newsletter status {self.options.issue}'")
         outcome = (row.id, row.subscriber_id, delivery.state, delivery.code, delivery.reply)
         self.recorder.add(sendlog.Outcome(*outcome, vid, retry_at))
 

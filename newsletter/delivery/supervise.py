@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 
 from newsletter.errors import NewsletterError, SendInterrupted, SendLockedError
@@ -72,3 +73,33 @@ def failure_reason(group: BaseExceptionGroup[BaseException]) -> str:
         return f"{exc}; {RESUME}"
     log.error("the send stopped on an unexpected error", exc_info=exc)
     return f"stopped by an unexpected error ({type(exc).__name__}: {exc}); {RESUME}"
+
+
+GUARD_FROM = 200  # messages seen before the share of permanent refusals may pause a send
+
+
+class RefusalGuard:
+    """Watches the share of recent messages refused for good (5xx): past ``ratio`` of the last
+    ``window`` (judged from 200 messages on), a relay has started blocking us or the list has
+    gone stale, and the send pauses as it does for a server outage."""
+
+    def __init__(self, ratio: float, window: int) -> None:
+        self.ratio = ratio
+        self.recent: deque[bool] = deque(maxlen=window)
+        self.refused = 0
+
+    def add(self, refused: bool) -> str | None:
+        """Record one outcome; the reason to pause, when there is one."""
+        recent = self.recent
+        if len(recent) == recent.maxlen and recent[0]:
+            self.refused -= 1
+        recent.append(refused)
+        self.refused += refused
+        if len(recent) < min(GUARD_FROM, recent.maxlen or GUARD_FROM):
+            return None
+        if self.refused <= self.ratio * len(recent):
+            return None
+        return (
+            f"{self.refused} of the last {len(recent)} messages were refused permanently "
+            f"({self.refused / len(recent):.0%}, over bounces.pause_ratio {self.ratio:.0%})"
+        )
