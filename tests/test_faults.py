@@ -36,7 +36,7 @@ from newsletter.delivery import recorder, sendlog, supervise
 from newsletter.delivery.factory import make_dkim, make_limits, make_transport, send_setup
 from newsletter.delivery.options import SendOptions, SendSummary
 from newsletter.delivery.sender import Sender
-from newsletter.delivery.transports import Delivery, Notify, Transport
+from newsletter.delivery.transports import Delivery, Notify, Outgoing, Transport
 from newsletter.storage.db import Database, locks, send_log, subscribers
 from tests.conftest import RecordingHandler, SMTPServer, start_smtp, stop_smtp
 
@@ -248,9 +248,9 @@ class Faulty:
         return (await self.send_many(sender, [(recipient, message)]))[0]
 
     async def send_many(
-        self, sender: str, batch: Sequence[tuple[str, bytes]], notify: Notify | None = None
+        self, sender: str, batch: Sequence[Outgoing], notify: Notify | None = None
     ) -> list[Delivery]:
-        cut = next((i for i, (to, _) in enumerate(batch) if to == self.poison), None)
+        cut = next((i for i, item in enumerate(batch) if item[0] == self.poison), None)
         if cut is None:
             return await self.inner.send_many(sender, batch, notify)
         done = await self.inner.send_many(sender, batch[:cut], notify)
