@@ -11,6 +11,7 @@ import typer
 
 from newsletter.cli.common import err, handles_errors, out, state
 from newsletter.errors import DatabaseError
+from newsletter.inbound.service import Tally
 
 bounces_app = typer.Typer(
     help="Returned mail: bounces, complaints and mailto unsubscribes.\n\n"
@@ -47,6 +48,31 @@ def import_command(
     except DatabaseError as exc:
         err.print(f"error: {exc}", markup=False)
         raise typer.Exit(EX_TEMPFAIL if path == "-" else 1) from None
+    show_tally(tally, as_json)
+
+
+@bounces_app.command("fetch")
+@handles_errors
+def fetch_command(
+    ctx: typer.Context,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the tally as JSON.")] = False,
+) -> None:
+    """Read the IMAP mailbox of returns (bounces.imap_*); move what was read to the
+    processed folder (bounces.imap_done_folder).
+
+    Over TLS, the certificate verified; the password is never printed.
+    Example: newsletter bounces fetch
+    """
+    from newsletter.inbound.factory import make_imap_config, make_mailroom, make_policy
+    from newsletter.inbound.service import fetch_returns
+
+    st = state(ctx)
+    config = make_imap_config(st.settings)
+    tally = fetch_returns(st.database, config, make_mailroom(st.settings), make_policy(st.settings))
+    show_tally(tally, as_json)
+
+
+def show_tally(tally: Tally, as_json: bool) -> None:
     for line in tally.problems:
         err.print(line, markup=False)
     if as_json:
@@ -57,7 +83,7 @@ def import_command(
     out.print(
         f"read {tally.read} message(s): {kinds}; subscribers: {changes}; "
         f"{tally.repeats} seen before, {tally.unmatched} naming nobody on the list, "
-        f"{len(tally.problems)} refused",
+        f"{len(tally.problems)} refused" + (f"; {tally.moved} moved" if tally.moved else ""),
         markup=False,
     )
 

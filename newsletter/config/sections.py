@@ -288,6 +288,18 @@ class BouncesSettings(Section):
         default=0.05, gt=0, le=1, description="permanent failures among the recent messages"
     )
     pause_window: int = Field(default=1000, ge=50, le=1_000_000)
+    imap_host: str = Field(default="", description="an IMAP mailbox of returns (bounces fetch)")
+    imap_port: int = Field(default=993, ge=1, le=65535)
+    imap_security: Literal["tls", "starttls"] = "tls"
+    imap_username: str = ""
+    imap_password: SecretStr = SecretStr("")
+    imap_folder: str = "INBOX"
+    imap_done_folder: str = "Processed"
+    imap_ca_file: str = ""
+    imap_timeout: float = Field(default=30.0, gt=0, le=600)
+    fetch_every_minutes: int = Field(
+        default=0, ge=0, le=1440, description="the scheduler fetches returns this often (0: never)"
+    )
 
     @field_validator("return_path")
     @classmethod

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Connection
 from newsletter.core.states import ReturnKind, SendState
 from newsletter.inbound.apply import Decision, Policy, apply, source_key
 from newsletter.inbound.classify import Mailroom, classify
+from newsletter.inbound.imap import IMAPConfig, IMAPMailbox
 from newsletter.storage.db import Database, events, returns, send_log
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,7 @@ class Tally:
     repeats: int = 0
     unmatched: int = 0  # bounces and complaints that name nobody on the list
     problems: list[str] = field(default_factory=list)  # "label: why nothing was done"
+    moved: int = 0  # IMAP: messages moved to the processed folder
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -39,6 +41,7 @@ class Tally:
             "repeats": self.repeats,
             "unmatched": self.unmatched,
             "problems": self.problems,
+            "moved": self.moved,
         }
 
 
@@ -67,6 +70,14 @@ def read_returns(
             _count(tally, label, decision)
         if progress is not None:
             progress(tally.read)
+    return tally
+
+
+def fetch_returns(db: Database, config: IMAPConfig, room: Mailroom, policy: Policy) -> Tally:
+    """Read an IMAP mailbox of returns; what was read is moved to ``config.done_folder``."""
+    with IMAPMailbox(config) as box:
+        tally = read_returns(db, box.messages(), room, policy, source="imap")
+    tally.moved = box.moved
     return tally
 
 

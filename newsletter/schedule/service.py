@@ -24,6 +24,7 @@ from typing import Any
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import insert, update
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -60,6 +61,15 @@ def run_job(name: str) -> None:
         log.error("schedule %s fired outside a running scheduler", name)
         return
     _current.run_schedule(name)
+
+
+def fetch_job() -> None:
+    """The APScheduler job that reads the IMAP mailbox of returns (bounces.fetch_every_minutes)."""
+    if _current is not None:
+        _current.fetch_returns()
+
+
+FETCH_JOB = "returns:imap"
 
 
 class SchedulerService:
@@ -117,7 +127,10 @@ class SchedulerService:
             timezone=self.settings.issue.tz,
         )
         scheduler.start(paused=True)
-        wanted = {f"schedule:{name}": trigger for name, trigger in triggers.items()}
+        wanted: dict[str, Any] = {f"schedule:{n}": t for n, t in triggers.items()}
+        bounces = self.settings.bounces
+        if bounces.fetch_every_minutes and bounces.imap_host:
+            wanted[FETCH_JOB] = IntervalTrigger(minutes=bounces.fetch_every_minutes)
         for job in scheduler.get_jobs():
             if job.id not in wanted:
                 log.info("removing job %s: no longer configured", job.id)
@@ -127,9 +140,9 @@ class SchedulerService:
             if existing is not None and str(existing.trigger) == str(trigger):
                 continue  # keep its stored next run time: a missed run is still due
             scheduler.add_job(
-                run_job,
+                fetch_job if job_id == FETCH_JOB else run_job,
                 trigger,
-                args=[job_id.split(":", 1)[1]],
+                args=[] if job_id == FETCH_JOB else [job_id.split(":", 1)[1]],
                 id=job_id,
                 name=job_id,
                 replace_existing=True,
@@ -195,6 +208,29 @@ class SchedulerService:
             _current = None
 
     # -- one run
+    def fetch_returns(self) -> None:
+        """One round over the IMAP mailbox of returns; a failure is logged, the next round
+        comes all the same."""
+        from newsletter.inbound.factory import make_imap_config, make_mailroom, make_policy
+        from newsletter.inbound.service import fetch_returns
+
+        try:
+            tally = fetch_returns(
+                self.db,
+                make_imap_config(self.settings),
+                make_mailroom(self.settings),
+                make_policy(self.settings),
+            )
+        except Exception as exc:  # the mailbox or the database away: the next round will tell
+            log.warning("fetching returned mail failed: %s", _short(exc))
+            return
+        log.info(
+            "returned mail: %d read, %s, %d refused",
+            tally.read,
+            dict(tally.kinds) or "nothing to act on",
+            len(tally.problems),
+        )
+
     def run_schedule(self, name: str) -> dict[str, Any]:
         schedule = self.schedules[name]
         day = datetime.now(self.settings.issue.tz).date()
