@@ -217,3 +217,8 @@ class MailboxError(NewsletterError):
     def __init__(self, message: str, *, path: str) -> None:
         self.path = path
         super().__init__(f"{path}: {message}")
+
+
+class WebhookError(NewsletterError):
+    """A webhook call that cannot be taken: a bad signature, a certificate from elsewhere, a
+    body that is not what the provider sends. Nothing is changed."""

@@ -300,6 +300,15 @@ class BouncesSettings(Section):
     fetch_every_minutes: int = Field(
         default=0, ge=0, le=1440, description="the scheduler fetches returns this often (0: never)"
     )
+    postmark_username: str = Field(default="", description="basic auth of the Postmark webhook")
+    postmark_password: SecretStr = SecretStr("")
+    sns_topic_arns: list[str] = Field(
+        default_factory=list, description="SNS topics whose notifications are taken (empty: any)"
+    )
+    sns_url_pattern: str = Field(
+        default=r"^https://sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?/",
+        description="where SNS signing certificates and subscription URLs may come from",
+    )
 
     @field_validator("return_path")
     @classmethod

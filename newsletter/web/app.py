@@ -33,8 +33,9 @@ from newsletter.config import Settings
 from newsletter.core.tokens import Signer
 from newsletter.delivery.transports import Transport
 from newsletter.errors import RequestTooLarge
+from newsletter.inbound.factory import make_policy
 from newsletter.storage.db import Database
-from newsletter.web import archive, signup, subscriber
+from newsletter.web import archive, signup, subscriber, webhooks
 from newsletter.web.common import Site, WebContext
 from newsletter.web.guard import Guard, RateLimit, redact_access_log
 
@@ -52,6 +53,8 @@ ROUTES = [
     Route("/archive", archive.archive),
     Route("/archive/feed.xml", archive.feed),
     Route("/archive/{day}", archive.archive_issue),
+    Route("/webhooks/ses", webhooks.ses, methods=["POST"]),
+    Route("/webhooks/postmark", webhooks.postmark, methods=["POST"]),
 ]
 
 
@@ -107,6 +110,13 @@ def create_app(
         issues_dir=settings.issues_dir,
         public_lists=frozenset([*settings.web.public_lists, subscribe_list]),
         confirmation_interval=timedelta(hours=settings.web.confirmation_interval_hours),
+        webhooks=webhooks.Webhooks(
+            policy=make_policy(settings),
+            postmark_username=settings.bounces.postmark_username,
+            postmark_password=settings.bounces.postmark_password.get_secret_value(),
+            sns_pattern=settings.bounces.sns_url_pattern,
+            sns_topics=frozenset(settings.bounces.sns_topic_arns),
+        ),
     )
     return app
 

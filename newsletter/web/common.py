@@ -49,6 +49,7 @@ class WebContext:
     issues_dir: Path  # the built issues (the archive)
     public_lists: frozenset[str] = frozenset()  # offered on the preferences page
     confirmation_interval: timedelta = timedelta(hours=24)  # one confirmation mail per address
+    webhooks: Any = None  # web.webhooks.Webhooks: SES and Postmark
 
 
 def context(request: Request) -> WebContext:
@@ -70,15 +71,21 @@ def html(request: Request, template: str, code: int = 200, /, **values: Any) -> 
 
 async def form(request: Request) -> dict[str, list[str]]:
     """The url-encoded form; raises RequestTooLarge over MAX_BODY (answered with 413)."""
-    size = int(request.headers.get("content-length") or 0)
-    if size > MAX_BODY:
-        raise RequestTooLarge(MAX_BODY)
+    body = await read_body(request, MAX_BODY)
+    return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body; raises RequestTooLarge over ``limit`` bytes (answered with 413)."""
+    size = request.headers.get("content-length") or "0"
+    if not size.isdigit() or int(size) > limit:
+        raise RequestTooLarge(limit)
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
-        if len(body) > MAX_BODY:
-            raise RequestTooLarge(MAX_BODY)
-    return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+        if len(body) > limit:
+            raise RequestTooLarge(limit)
+    return bytes(body)
 
 
 def client_detail(request: Request) -> str:
