@@ -389,3 +389,27 @@ def test_a_send_pauses_when_too_many_recent_messages_are_refused_for_good(
         assert summary.sent + summary.failed < 500
     else:
         assert not summary.paused and summary.sent + summary.failed == 500
+
+
+def test_a_mailbox_that_cannot_be_read_is_one_line_and_a_bad_message_fails_alone(
+    cli, workspace: Path
+) -> None:  # type: ignore[no-untyped-def]
+    env = {"NEWSLETTER_SECURITY__SECRET_KEY": "bounce-cli-secret-0123456789"}
+    missing = cli("bounces", "import", str(workspace / "no-such-box"), env=env)
+    assert missing.code == 1 and missing.stderr.startswith("error: ")
+    assert "no-such-box: cannot read" in missing.stderr and len(missing.stderr.splitlines()) == 1
+    folder = workspace / "odd"
+    folder.mkdir()
+    (folder / "a.eml").write_bytes(b"\xff\xfe\x00 binary junk \x00" * 50)
+    (folder / "b.eml").write_bytes(
+        b"From: x@y\r\nTo: unsubscribe@news.example.org\r\nSubject: unsubscribe "
+        + b"A" * 43
+        + b"\r\n\r\n"
+    )
+    result = cli("bounces", "import", str(folder), env=env)
+    assert result.code == 0, result.stderr
+    assert "read 2 message(s)" in result.stdout and "1 refused" in result.stdout
+    assert (
+        "b.eml: a mail to the unsubscribe address without a valid token; nothing changed"
+        in result.stderr
+    )
