@@ -239,6 +239,7 @@ class RecordingHandler:
         self.rules: dict[str, str] = {}
         self.slow_seconds = 3.0
         self.data_delay = 0.0
+        self.throttle_next = 0  # this many RCPTs to come get "454 Throttling", then all is well
         self.on_message = None  # called with the recipient after each stored message
         self.in_data = 0  # messages whose DATA is being handled right now
 
@@ -248,6 +249,9 @@ class RecordingHandler:
         return [*responses[:-1], *extra, *responses[-1:]] if responses else responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        if self.throttle_next > 0:
+            self.throttle_next -= 1
+            return "454 4.7.0 Throttling failure: Maximum sending rate exceeded."
         rule = self.rules.get(address.lower())
         if rule == "550":
             return f"550 5.1.1 <{address}>: no such user"

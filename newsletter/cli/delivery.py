@@ -184,7 +184,7 @@ def status_command(
     Example: newsletter status 2026-11-16
     """
     from newsletter.cli.inbound import alarm_line
-    from newsletter.delivery import sendlog
+    from newsletter.delivery import senders, sendlog
     from newsletter.inbound.service import sender_alarm
     from newsletter.schedule.cron import runs_for_issue
 
@@ -193,6 +193,7 @@ def status_command(
         failures = sendlog.failures(conn, issue)
         runs = sendlog.runs(conn, issue)
         alarm = sender_alarm(conn, issue)
+        running = senders.running(conn, issue)
     scheduled = runs_for_issue(state(ctx).database, issue)
     if as_json:
         payload = {
@@ -202,6 +203,7 @@ def status_command(
             "runs": runs,
             "schedule_runs": scheduled,
             "sender_alarm": alarm,
+            "senders": running,
         }
         out.print(json.dumps(payload, indent=2, default=str), markup=False)
         return
@@ -222,6 +224,12 @@ def status_command(
     for r in scheduled:
         out.print(
             f"  schedule {r['schedule']} {r['started_at']:%Y-%m-%d %H:%M:%S}: {r['outcome']} {r['detail']}",
+            markup=False,
+        )
+    for r in running:  # while a send runs (PostgreSQL: any number of senders)
+        out.print(
+            f"  sender {r['host']} pid {r['pid']}: {r['sent']} sent, "
+            f"{r['messages_per_second']} messages/s, heartbeat {r['heartbeat_seconds_ago']} s ago",
             markup=False,
         )
     if alarm:

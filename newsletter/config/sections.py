@@ -230,6 +230,9 @@ class SMTPSettings(Section):
     bounce_limit: int = Field(default=3, ge=1, le=100)
     pause_after_errors: int = Field(default=10, ge=1, le=100000)
     stop_grace: float = Field(default=20.0, ge=0, le=600)
+    sender_timeout: float = Field(
+        default=5.0, ge=1, le=600, description="a sender silent this long is taken for dead"
+    )
     outbox: str = "outbox"
 
 

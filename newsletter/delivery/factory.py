@@ -69,6 +69,7 @@ def make_limits(settings: Settings) -> Limits:
         pause_window=settings.bounces.pause_window,
         pause_after_errors=smtp.pause_after_errors,
         stop_grace=smtp.stop_grace,
+        sender_timeout=smtp.sender_timeout,
     )
 
 

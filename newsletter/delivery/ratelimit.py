@@ -40,6 +40,11 @@ class RateLimiter:
                 await asyncio.sleep(slot - loop_time)
         return None
 
+    async def slow_down(self) -> None:
+        """A throttling reply: space the messages twice as far apart from now on."""
+        if self.interval:
+            self.interval = min(self.interval * 2, 10.0)
+
     def claim_size(self, batch: int) -> int:
         """Rows to claim at a time: about a second's worth under a per-second limit, so that
         a subscriber's status read at the claim is at most a second or two old when sent."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from newsletter.audience.editions import Editions
@@ -32,12 +32,13 @@ from newsletter.core.interests import Vocabulary
 from newsletter.core.models import Issue
 from newsletter.core.states import PENDING, SendState
 from newsletter.core.tokens import Signer
-from newsletter.delivery import sendlog
+from newsletter.delivery import senders, sendlog
 from newsletter.delivery.dkim import DKIMSigner
 from newsletter.delivery.message import MessageTemplate, Recipient, SenderConfig, SlotMarks
 from newsletter.delivery.options import Limits, SendOptions, SendSummary
 from newsletter.delivery.ratelimit import RateLimiter
 from newsletter.delivery.sendloop import SendLoop
+from newsletter.delivery.sharedrate import SharedRateLimiter
 from newsletter.delivery.transports import Transport
 from newsletter.errors import TransportError
 from newsletter.storage import locks
@@ -207,6 +208,14 @@ class Sender:
         summary.queued_now = max(0, plan.subscribers - summary.totals.get(SendState.SENT, 0))
         summary.skipped = plan.skipped
 
+    def _limiter(self, single: bool, recent: list[datetime]) -> RateLimiter | SharedRateLimiter:
+        """This process's own rate limit with one sender (SQLite); on PostgreSQL one limit
+        shared by every sender, through the database."""
+        per_second, per_hour = self.limits.rate_per_second, self.limits.rate_per_hour
+        if single or not (per_second or per_hour):
+            return RateLimiter(per_second, per_hour, recent)
+        return SharedRateLimiter(self.db, per_second, per_hour)
+
     async def _send(self, issue: Issue, options: SendOptions, summary: SendSummary) -> None:
         single = self.db.backend != "postgresql"
         lock = f"send:{options.issue}"
@@ -214,6 +223,9 @@ class Sender:
             lid = list_id(conn, options.list_name)
             if single:
                 locks.acquire_lock(conn, lock, self.owner)
+            else:  # PostgreSQL: one of any number of senders; the dead ones' rows come back
+                senders.register(conn, self.owner, options.issue)
+                senders.requeue_dead(conn, options.issue, self.limits.sender_timeout)
             sendlog.recover(conn, options.issue, single_sender=single)
             summary.queued_now = sendlog.enqueue(conn, options.issue, lid)
             run_id = sendlog.start_run(conn, options.issue, options.list_name, options.origin)
@@ -230,7 +242,7 @@ class Sender:
                 issue,
                 options,
                 summary,
-                RateLimiter(self.limits.rate_per_second, self.limits.rate_per_hour, recent),
+                self._limiter(single, recent),
                 total,
             ).run()
         except TransportError as exc:
@@ -256,3 +268,5 @@ class Sender:
                 )
                 if single:
                     locks.release_lock(conn, lock, self.owner)
+                else:
+                    senders.unregister(conn, self.owner)

@@ -20,63 +20,33 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import NamedTuple, Protocol
 
 from newsletter.core.clock import now
 from newsletter.core.models import Issue
 from newsletter.core.states import SendState, SubscriberStatus
-from newsletter.delivery import sendlog, supervise
-from newsletter.delivery.dkim import DKIMSigner
-from newsletter.delivery.message import Draft, MessageTemplate, Recipient
-from newsletter.delivery.options import Limits, SendOptions, SendSummary
+from newsletter.delivery import senders, sendlog, supervise
+from newsletter.delivery.loopparts import Host, Job
+from newsletter.delivery.message import Draft, Recipient
+from newsletter.delivery.options import SendOptions, SendSummary
 from newsletter.delivery.ratelimit import RateLimiter
 from newsletter.delivery.recorder import DatabaseThread, Recorder
+from newsletter.delivery.sharedrate import SharedRateLimiter
 from newsletter.delivery.signing import SigningProcesses
-from newsletter.delivery.transports import Delivery, Transport
+from newsletter.delivery.transports import Delivery
 from newsletter.errors import TransportError
 from newsletter.storage import locks
-from newsletter.storage.db import Database
 
 log = logging.getLogger(__name__)
 
 
-class Host(Protocol):
-    """What the loop needs of the send it runs for (:class:`~newsletter.delivery.sender.Sender`
-    provides it): its parts, its limits, and the variant of an interest set."""
-
-    db: Database
-    transport: Transport
-    dkim: DKIMSigner | None
-    limits: Limits
-    owner: str
-    from_address: str
-    stop_requests: int
-    progress: Callable[[int, int], None]
-
-    def variant(self, issue: Issue, interests: str) -> tuple[str, MessageTemplate | None]: ...
-
-    @property
-    def variant_count(self) -> int: ...
-
-
 SIGN_CHUNK = 16  # DKIM signatures per job given to a signing process
+THROTTLED = re.compile(r"throttl|rate limit|too many (?:messages|connections)|slow down", re.I)
 PIPELINE_DEPTH = 8  # messages a worker sends back to back on its connection (no rate limit)
 RECHECK_AFTER = 1.0  # a claimed row waiting longer than this has its status read again
 LAST_WRITE_DEADLINE = 15.0  # seconds for the final write after the send stopped
-
-
-class Job(NamedTuple):
-    """A message on its way to a worker."""
-
-    row: sendlog.Claimed
-    variant: str
-    draft: Draft
-    signatures: asyncio.Future[list[str]] | None  # with DKIM: its chunk's signatures
-    slot: int  # its place in that chunk
-    claimed: float  # monotonic time of the claim
 
 
 class SendLoop:
@@ -88,7 +58,7 @@ class SendLoop:
         issue: Issue,
         options: SendOptions,
         summary: SendSummary,
-        limiter: RateLimiter,
+        limiter: RateLimiter | SharedRateLimiter,
         total: int,
     ) -> None:
         self.sender, self.issue, self.options = sender, issue, options
@@ -104,6 +74,12 @@ class SendLoop:
         self.errors_in_row = self.submitted = self.untried = 0
         self.from_address = sender.from_address
         self.single = sender.db.backend != "postgresql"
+        self.crew = (
+            None
+            if self.single
+            else senders.Crew(sender.db, sender.owner, options.issue, self.limits.sender_timeout)
+        )
+        self.throttled = False  # a throttling reply came: the rate slows for every sender
         dkim = sender.dkim
         self.signing = SigningProcesses(dkim.key_pem()) if dkim is not None else None
 
@@ -254,6 +230,9 @@ class SendLoop:
         transport = self.sender.transport
         try:
             await transport.send_many(self.from_address, items, notify)
+            if self.throttled:
+                self.throttled = False
+                await self.limiter.slow_down()
         except TransportError as exc:
             self.pause.append(str(exc))
             for i, job in enumerate(batch):
@@ -282,6 +261,8 @@ class SendLoop:
             self.give_back(job.row)
             self.untried += 1
             return
+        if delivery.state == SendState.DEFERRED and THROTTLED.search(delivery.reply or ""):
+            self.throttled = True
         if not delivery.connection_error:
             self.errors_in_row = 0
         else:
@@ -323,6 +304,9 @@ class SendLoop:
                     self.untried = 0
                     continue
                 wake = await self.db.call("find the next retry", self._next_retry)
+                if wake is None and self.crew and await self.crew.others_busy():
+                    await asyncio.sleep(self.crew.every / 2)  # theirs come back if they die
+                    continue
                 if wake is None or self.halted:
                     break
                 await asyncio.sleep(max(0.0, min(1.0, (wake - now()).total_seconds())))
@@ -334,6 +318,10 @@ class SendLoop:
 
     async def _lock_beat(self) -> bool:
         return await self.db.call("refresh the send lock", self._beat)
+
+    async def _crew_beat(self) -> bool:
+        assert self.crew is not None
+        return await self.crew.beat(self.summary.sent)
 
     async def run(self) -> None:
         """Sets ``summary.paused`` when the send pauses or stops on a failure (the rest stays
@@ -357,8 +345,9 @@ class SendLoop:
                     supervise.watchdog(
                         lambda: self.sender.stop_requests,
                         self.limits.stop_grace,
-                        self._lock_beat if self.single else None,
+                        self._lock_beat if self.crew is None else self._crew_beat,
                         f"send:{self.options.issue}",
+                        supervise.HEARTBEAT_SECONDS if self.crew is None else self.crew.every,
                     )
                 )
                 writer = group.create_task(self.recorder.run())

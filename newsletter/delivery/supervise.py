@@ -26,6 +26,7 @@ async def watchdog(
     grace: float,
     beat: Callable[[], Awaitable[bool]] | None,
     lock_name: str,
+    beat_every: float = HEARTBEAT_SECONDS,
 ) -> None:
     """Runs until cancelled. Raises :class:`SendInterrupted` when a second stop request comes or
     the first one's ``grace`` runs out; with ``beat`` (the SQLite send lock), refreshes the lock
@@ -44,11 +45,14 @@ async def watchdog(
                     f"stopped before the messages in flight finished ({why}); "
                     "those stay 'sending' and go back to the queue at the next run"
                 )
-        if beat is not None and loop.time() - last_beat >= HEARTBEAT_SECONDS:
+        if beat is not None and loop.time() - last_beat >= beat_every:
             last_beat = loop.time()
             if not await beat():
                 raise SendLockedError(
-                    f"lost the lock {lock_name} to another sender; stopping",
+                    f"lost the lock {lock_name} to another sender; stopping"
+                    if beat_every == HEARTBEAT_SECONDS
+                    else f"its claims on {lock_name} went to the other senders (this sender's "
+                    "heartbeat was late); stopping",
                     name=lock_name,
                     owner="",
                 )
