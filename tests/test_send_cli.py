@@ -252,3 +252,29 @@ def test_sample_message_scores_at_most_zero_in_spamassassin(cli, workspace: Path
     assert score <= 0
     # HTML_MESSAGE (0.001, "HTML included in message") is informational and fires on every HTML mail.
     assert [r for s, r in rules if float(s) > 0 and r != "HTML_MESSAGE"] == []
+
+
+def test_a_warm_up_cap_pauses_the_send_for_the_day_and_grows(cli, smtp_server: SMTPServer) -> None:  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime, timedelta
+
+    _prepare(cli)
+    today = datetime.now(UTC).date()
+    env = _smtp_env(
+        smtp_server,
+        NEWSLETTER_SMTP__WARMUP_START="10",
+        NEWSLETTER_SMTP__WARMUP_FACTOR="1.5",
+        NEWSLETTER_SMTP__WARMUP_SINCE=today.isoformat(),
+    )
+    first = cli("send", SAMPLE_DATE, "--list", "weekly", env=env)
+    assert first.code == 6 and "today's warm-up cap of 10 messages is reached" in first.stderr
+    assert len(smtp_server.handler.messages) == 10
+    status = cli("status", SAMPLE_DATE, env=env).stdout
+    assert "warm-up: today's cap 10, 10 sent today, 0 left" in status
+    # The second day of the warm-up: 15 a day, of which 10 went out today.
+    later = {**env, "NEWSLETTER_SMTP__WARMUP_SINCE": (today - timedelta(days=1)).isoformat()}
+    second = cli("send", SAMPLE_DATE, "--list", "weekly", env=later)
+    assert second.code == 6 and len(smtp_server.handler.messages) == 15
+    bad = cli(
+        "send", SAMPLE_DATE, "--list", "weekly", env={**env, "NEWSLETTER_SMTP__WARMUP_SINCE": ""}
+    )
+    assert bad.code == 2 and "warmup_since" in bad.stderr

@@ -184,7 +184,8 @@ def status_command(
     Example: newsletter status 2026-11-16
     """
     from newsletter.cli.inbound import alarm_line
-    from newsletter.delivery import senders, sendlog
+    from newsletter.delivery import senders, sendlog, warmup
+    from newsletter.delivery.factory import make_limits
     from newsletter.inbound.service import sender_alarm
     from newsletter.schedule.cron import runs_for_issue
 
@@ -194,6 +195,8 @@ def status_command(
         runs = sendlog.runs(conn, issue)
         alarm = sender_alarm(conn, issue)
         running = senders.running(conn, issue)
+        limits = make_limits(state(ctx).settings)
+        warm = warmup.status(conn, limits.warmup, warmup.today()) if limits.warmup else None
     scheduled = runs_for_issue(state(ctx).database, issue)
     if as_json:
         payload = {
@@ -204,6 +207,7 @@ def status_command(
             "schedule_runs": scheduled,
             "sender_alarm": alarm,
             "senders": running,
+            "warmup": warm,
         }
         out.print(json.dumps(payload, indent=2, default=str), markup=False)
         return
@@ -230,6 +234,12 @@ def status_command(
         out.print(
             f"  sender {r['host']} pid {r['pid']}: {r['sent']} sent, "
             f"{r['messages_per_second']} messages/s, heartbeat {r['heartbeat_seconds_ago']} s ago",
+            markup=False,
+        )
+    if warm:
+        out.print(
+            f"  warm-up: today's cap {warm['cap']}, {warm['sent_today']} sent today, "
+            f"{warm['left']} left",
             markup=False,
         )
     if alarm:

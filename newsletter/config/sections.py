@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from datetime import tzinfo
+from datetime import date, tzinfo
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 DEFAULT_COUNTRIES = ["Kazakhstan", "Kyrgyzstan", "Tajikistan", "Turkmenistan", "Uzbekistan"]
 DEFAULT_TOPICS = [
@@ -233,6 +233,18 @@ class SMTPSettings(Section):
     sender_timeout: float = Field(
         default=5.0, ge=1, le=600, description="a sender silent this long is taken for dead"
     )
+    warmup_start: int = Field(default=0, ge=0, description="messages on the first warm-up day")
+    warmup_factor: float = Field(default=1.5, ge=1.0, le=10.0)
+    warmup_since: date | None = None
+
+    @model_validator(mode="after")
+    def _warmup(self) -> SMTPSettings:
+        if self.warmup_start and self.warmup_since is None:
+            raise ValueError(
+                "smtp.warmup_start needs smtp.warmup_since, the first day (YYYY-MM-DD)"
+            )
+        return self
+
     outbox: str = "outbox"
 
 

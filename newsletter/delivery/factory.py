@@ -14,6 +14,7 @@ from newsletter.delivery.options import Limits
 from newsletter.delivery.sender import Identity, Sender, SendSetup
 from newsletter.delivery.smtp import SMTPConfig, SMTPTransport
 from newsletter.delivery.transports import MaildirTransport, Transport
+from newsletter.delivery.warmup import Warmup
 from newsletter.storage.db import Database
 
 
@@ -70,6 +71,9 @@ def make_limits(settings: Settings) -> Limits:
         pause_after_errors=smtp.pause_after_errors,
         stop_grace=smtp.stop_grace,
         sender_timeout=smtp.sender_timeout,
+        warmup=Warmup(smtp.warmup_start, smtp.warmup_factor, smtp.warmup_since)
+        if smtp.warmup_start and smtp.warmup_since
+        else None,
     )
 
 

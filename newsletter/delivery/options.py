@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from newsletter.core.states import RunOutcome, SendState
+from newsletter.delivery.warmup import Warmup
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class Limits:
     batch: int = 200
     stop_grace: float = 20.0  # seconds after a stop request before the send is cut short
     pause_ratio: float = 0.05  # pause when this share of the recent messages is refused for good
+    warmup: Warmup | None = None  # a daily cap for a new domain or IP
     sender_timeout: float = 5.0  # a sender silent this long is taken for dead (PostgreSQL)
     pause_window: int = 1000  # ... of this many recent messages (judged from 200 on)
 

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from newsletter.core.clock import now
 from newsletter.core.models import Issue
 from newsletter.core.states import SendState, SubscriberStatus
-from newsletter.delivery import senders, sendlog, supervise
+from newsletter.delivery import senders, sendlog, supervise, warmup
 from newsletter.delivery.loopparts import Host, Job
 from newsletter.delivery.message import Draft, Recipient
 from newsletter.delivery.options import SendOptions, SendSummary
@@ -80,6 +80,7 @@ class SendLoop:
             else senders.Crew(sender.db, sender.owner, options.issue, self.limits.sender_timeout)
         )
         self.throttled = False  # a throttling reply came: the rate slows for every sender
+        self.gate = warmup.Gate(sender.db, self.limits.warmup)
         dkim = sender.dkim
         self.signing = SigningProcesses(dkim.key_pem()) if dkim is not None else None
 
@@ -296,7 +297,12 @@ class SendLoop:
             room = None if limit is None else limit - self.submitted
             if room is not None and room <= 0:
                 break
-            rows = await self.db.call("claim messages", self._claim, min(batch, room or batch))
+            want = await self.gate.allow(min(batch, room or batch))
+            if not want:
+                self.pause.append(self.gate.reached())
+                break
+            rows = await self.db.call("claim messages", self._claim, want)
+            await self.gate.unused(want - len(rows))
             if not rows:
                 await self.queue.join()
                 await self.recorder.flushed()
