@@ -195,6 +195,7 @@ def status_command(
         runs = sendlog.runs(conn, issue)
         alarm = sender_alarm(conn, issue)
         running = senders.running(conn, issue)
+        relays = sendlog.by_relay(conn, issue)
         limits = make_limits(state(ctx).settings)
         warm = warmup.status(conn, limits.warmup, warmup.today()) if limits.warmup else None
     scheduled = runs_for_issue(state(ctx).database, issue)
@@ -208,6 +209,7 @@ def status_command(
             "sender_alarm": alarm,
             "senders": running,
             "warmup": warm,
+            "relays": relays,
         }
         out.print(json.dumps(payload, indent=2, default=str), markup=False)
         return
@@ -229,6 +231,10 @@ def status_command(
         out.print(
             f"  schedule {r['schedule']} {r['started_at']:%Y-%m-%d %H:%M:%S}: {r['outcome']} {r['detail']}",
             markup=False,
+        )
+    if relays:
+        out.print(
+            "  sent by relay: " + ", ".join(f"{k} {n}" for k, n in relays.items()), markup=False
         )
     for r in running:  # while a send runs (PostgreSQL: any number of senders)
         out.print(

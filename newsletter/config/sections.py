@@ -331,3 +331,21 @@ class BouncesSettings(Section):
         if value and not re.fullmatch(r"[^@\s+]+@[^@\s]+\.[^@\s]+", value):
             raise ValueError(f"{value!r} is not an e-mail address without a '+'")
         return value
+
+
+class RelaySettings(Section):
+    """One of several SMTP relays used together (``[[relays]]``; empty: the ``[smtp]`` one)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,39}$")
+    host: str
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    username: str = ""
+    password: SecretStr = SecretStr("")
+    verify: bool = True
+    ca_file: str = ""
+    timeout: float = Field(default=30.0, gt=0, le=600)
+    concurrency: int = Field(default=4, ge=1, le=200)
+    rate_per_second: float = Field(default=0.0, ge=0)
+    rate_per_hour: int = Field(default=0, ge=0)
+    weight: float = Field(default=1.0, gt=0, le=1000, description="its share of the messages")

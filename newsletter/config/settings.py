@@ -25,6 +25,7 @@ from newsletter.config.sections import (
     PathsSettings,
     PreviewSettings,
     RatesSettings,
+    RelaySettings,
     SchedulerSettings,
     ScheduleSettings,
     SecuritySettings,
@@ -64,6 +65,7 @@ class Settings(BaseSettings):
     web: WebSettings = Field(default_factory=WebSettings)
     bounces: BouncesSettings = Field(default_factory=BouncesSettings)
     schedules: list[ScheduleSettings] = Field(default_factory=list)
+    relays: list[RelaySettings] = Field(default_factory=list)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @model_validator(mode="after")
@@ -90,6 +92,9 @@ class Settings(BaseSettings):
             raise ValueError(
                 "DKIM needs all three of dkim.domain, dkim.selector and dkim.private_key_file"
             )
+        relay_names = [relay.name for relay in self.relays]
+        if len(set(relay_names)) != len(relay_names):
+            raise ValueError("two relays have the same name")
         names = [schedule.name for schedule in self.schedules]
         for name in names:
             if names.count(name) > 1:

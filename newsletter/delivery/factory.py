@@ -8,10 +8,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from newsletter.config import Settings
+from newsletter.config.sections import RelaySettings
 from newsletter.core.tokens import Signer, load_key
 from newsletter.delivery.dkim import DKIMSigner
 from newsletter.delivery.options import Limits
+from newsletter.delivery.ratelimit import RateLimiter
+from newsletter.delivery.relays import Relay, RelayTransport
 from newsletter.delivery.sender import Identity, Sender, SendSetup
+from newsletter.delivery.sharedrate import SharedRateLimiter
 from newsletter.delivery.smtp import SMTPConfig, SMTPTransport
 from newsletter.delivery.transports import MaildirTransport, Transport
 from newsletter.delivery.warmup import Warmup
@@ -50,11 +54,36 @@ def smtp_config(settings: Settings) -> SMTPConfig:
     )
 
 
-def make_transport(settings: Settings) -> Transport:
-    """SMTP when ``smtp.host`` is set, else the local Maildir outbox."""
+def make_transport(settings: Settings, database: Database | None = None) -> Transport:
+    """Several relays when ``[[relays]]`` are set (their rate limits shared through
+    ``database`` when it is PostgreSQL), else SMTP when ``smtp.host`` is set, else the local
+    Maildir outbox."""
+    if settings.relays:
+        return RelayTransport([_relay(settings, r, database) for r in settings.relays])
     if not settings.smtp.host:
         return MaildirTransport(settings.path(settings.smtp.outbox))
     return SMTPTransport(smtp_config(settings))
+
+
+def _relay(settings: Settings, r: RelaySettings, database: Database | None) -> Relay:
+    config = SMTPConfig(
+        host=r.host,
+        port=r.port,
+        security=r.security,
+        username=r.username,
+        password=r.password.get_secret_value(),
+        timeout=r.timeout,
+        pipelining=settings.smtp.pipelining,
+        verify=r.verify,
+        ca_file=str(settings.path(r.ca_file)) if r.ca_file else "",
+    )
+    limiter: RateLimiter | SharedRateLimiter | None = None
+    if r.rate_per_second or r.rate_per_hour:
+        if database is not None and database.backend == "postgresql":
+            limiter = SharedRateLimiter(database, r.rate_per_second, r.rate_per_hour, relay=r.name)
+        else:
+            limiter = RateLimiter(r.rate_per_second, r.rate_per_hour)
+    return Relay(r.name, SMTPTransport(config), r.weight, r.concurrency, limiter)
 
 
 def make_limits(settings: Settings) -> Limits:
@@ -108,7 +137,7 @@ def make_sender(
     return Sender(
         send_setup(settings),
         database,
-        transport or make_transport(settings),
+        transport or make_transport(settings, database),
         signer or make_signer(settings),
         limits=make_limits(settings),
         dkim=make_dkim(settings),

@@ -161,10 +161,11 @@ class Outcome:
     variant: str = ""
     retry_at: datetime | None = None
     tried: bool = True
+    relay: str = ""
 
 
 _RECORD = (
-    "UPDATE send_log SET state = ?, last_code = ?, last_reply = ?, variant = ?, "
+    "UPDATE send_log SET state = ?, last_code = ?, last_reply = ?, variant = ?, relay = ?, "
     "next_attempt_at = ?, sent_at = COALESCE(?, sent_at), attempts = attempts + ?, "
     "claimed_by = NULL, claimed_at = NULL, updated_at = ? WHERE id = ?"
 )
@@ -185,6 +186,7 @@ def record(conn: Connection, outcomes: list[Outcome], bounce_limit: int) -> list
                 o.code,
                 o.reply[:500],
                 o.variant,
+                o.relay[:40],
                 driver.datetime(o.retry_at),
                 stamp if o.state == SendState.SENT else None,
                 1 if o.tried else 0,
@@ -247,6 +249,18 @@ def counts(conn: Connection, issue: str) -> dict[str, int]:
     result: dict[str, int] = {state.value: 0 for state in SendState}
     result.update({state: int(n) for state, n in rows})
     return result
+
+
+def by_relay(conn: Connection, issue: str) -> dict[str, int]:
+    """Messages sent through each relay (several relays used together)."""
+    rows = conn.execute(
+        select(send_log.c.relay, func.count())
+        .where(
+            send_log.c.issue == issue, send_log.c.state == SendState.SENT, send_log.c.relay != ""
+        )
+        .group_by(send_log.c.relay)
+    )
+    return {str(relay): int(n) for relay, n in rows}
 
 
 def failures(conn: Connection, issue: str, limit: int = 50) -> list[dict[str, Any]]:

@@ -132,7 +132,7 @@ class SendLoop:
             if (alarm := self.refusals.add(refused)) and not self.pause:
                 self.pause.append(f"{alarm}: see 'newsletter status {self.options.issue}'")
         outcome = (row.id, row.subscriber_id, delivery.state, delivery.code, delivery.reply)
-        self.recorder.add(sendlog.Outcome(*outcome, vid, retry_at))
+        self.recorder.add(sendlog.Outcome(*outcome, vid, retry_at, relay=delivery.relay))
 
     def give_back(self, row: sendlog.Claimed) -> None:
         self.recorder.add(

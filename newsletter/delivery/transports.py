@@ -30,6 +30,7 @@ class Delivery:
     reply: str
     connection_error: bool = False  # no SMTP answer at all: refused, dropped, timed out
     tried: bool = True  # False: the connection was lost before this message's turn came
+    relay: str = ""  # which of several relays (``[[relays]]``) took it
 
 
 def classify(code: int, message: str) -> Delivery:

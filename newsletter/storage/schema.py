@@ -122,6 +122,7 @@ send_log = Table(
     ),
     Column("state", String(16), nullable=False),
     Column("variant", String(16), nullable=False, default=""),
+    Column("relay", String(40), nullable=False, default="", server_default=""),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_code", Integer, nullable=True),
     Column("last_reply", String(500), nullable=False, default=""),
