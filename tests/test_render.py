@@ -188,3 +188,29 @@ def test_hostile_feed_html_never_reaches_the_email(settings: Settings, tmp_path:
         assert bad not in html
     assert 'href="https://e.example.org/more"' in html
     assert 'src="https://e.example.org/pixel.gif"' in html
+
+
+def test_every_variant_renders_byte_identical_with_the_compiled_templates_kept(
+    settings: Settings,
+) -> None:
+    """Templates are compiled once and kept (render.environment); each variant of the sample
+    list comes out byte for byte as with freshly compiled templates, and a template edited on
+    disk is compiled again."""
+    from newsletter.audience.segments import edition, edition_urls
+    from newsletter.compose import render
+
+    built = build_issue(settings.issue_config(), ComposeOptions(date(2026, 11, 16)))
+    vocabulary, options = settings.vocabulary(), settings.render_options()
+    interest_sets = ["", "Kazakhstan", "Uzbekistan;Tajikistan", "energy", "Kyrgyzstan;energy"]
+    variants = {edition_urls(built.issue, i, vocabulary) for i in interest_sets}
+    assert len(variants) >= 4
+    kept = [render.render_issue(edition(built.issue, urls), options) for urls in variants]
+    fresh = []
+    for urls in variants:
+        render._environments.clear()  # as before: templates compiled for each variant
+        fresh.append(render.render_issue(edition(built.issue, urls), options))
+    assert kept == fresh
+    template = options.templates_dir / "email.txt.j2"
+    template.write_text(template.read_text() + "\nEDITED FOOTER\n")
+    again = render.render_issue(built.issue, options)
+    assert "EDITED FOOTER" in again.email_txt

@@ -24,11 +24,14 @@ class Editions:
         vocabulary: Vocabulary,
         render: RenderOptions,
         links: tuple[str, str] = PLACEHOLDERS,
+        *,
+        web: bool = True,
     ) -> None:
         """``links``: the unsubscribe and preferences URLs of email mode (the send passes its
-        secret slot marks; previews keep the placeholders)."""
+        secret slot marks; previews keep the placeholders). ``web=False``: no web pages (a
+        send does not need them)."""
         self.issue, self.vocabulary, self.render = issue, vocabulary, render
-        self.links = links
+        self.links, self.web = links, web
         self._rendered: dict[str, RenderedIssue] = {}
         self._by_interests: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
@@ -47,7 +50,7 @@ class Editions:
         with self._lock:
             done = self._rendered.get(vid)
         if done is None:
-            done = render_issue(edition(self.issue, urls), self.render, self.links)
+            done = render_issue(edition(self.issue, urls), self.render, self.links, web=self.web)
             with self._lock:
                 done = self._rendered.setdefault(vid, done)
         return vid, done

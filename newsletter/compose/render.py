@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,22 @@ class RenderOptions:
 
 def _autoescape(name: str | None) -> bool:
     return bool(name) and ".html" in str(name)
+
+
+_environments: dict[Path, jinja2.Environment] = {}
+_environments_lock = threading.Lock()
+
+
+def environment(templates_dir: Path) -> jinja2.Environment:
+    """The environment of a templates folder, made once: its templates are compiled once and
+    kept (Jinja2 recompiles one whose file changed: ``auto_reload``), where a fresh environment
+    for each variant compiled both templates again, about half of a variant's rendering."""
+    key = templates_dir.resolve()
+    with _environments_lock:
+        env = _environments.get(key)
+        if env is None:
+            env = _environments[key] = make_environment(templates_dir)
+        return env
 
 
 def make_environment(templates_dir: Path) -> jinja2.Environment:
@@ -189,15 +206,24 @@ def minify(html: str) -> str:
 
 
 def render_issue(
-    issue: Issue, options: RenderOptions, links: tuple[str, str] = PLACEHOLDERS
+    issue: Issue,
+    options: RenderOptions,
+    links: tuple[str, str] = PLACEHOLDERS,
+    *,
+    web: bool = True,
 ) -> RenderedIssue:
     """The three documents; ``links`` (unsubscribe, preferences) go where the template puts
-    its links in email mode: the placeholders by default, the send's slot marks at send time."""
-    env = make_environment(options.templates_dir)
+    its links in email mode: the placeholders by default, the send's slot marks at send time.
+    ``web=False`` (a send) skips the web page, which only the build and the preview use."""
+    env = environment(options.templates_dir)
     email_raw = _render(
         env, HTML_TEMPLATE, _context(issue, options, "email", links), options.templates_dir
     )
-    web_html = _render(env, HTML_TEMPLATE, _context(issue, options, "web"), options.templates_dir)
+    web_html = (
+        _render(env, HTML_TEMPLATE, _context(issue, options, "web"), options.templates_dir)
+        if web
+        else ""
+    )
     text_context = _context(issue, options, "email", links)
     refs = LinkRefs()
     text_context["links"] = refs

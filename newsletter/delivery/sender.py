@@ -140,7 +140,9 @@ class Sender:
         if self._editions is None or self._editions.issue is not issue:
             config = sender_config(self.setup.identity, issue)
             self._marks = SlotMarks.new(config.base_url)
-            self._editions = Editions(issue, self.vocabulary, self.setup.render, self._marks.slots)
+            self._editions = Editions(
+                issue, self.vocabulary, self.setup.render, self._marks.slots, web=False
+            )
         vid, urls = self._editions.variant_of(interests)
         if vid and vid not in self._templates:
             _, rendered = self._editions.rendered(urls)
