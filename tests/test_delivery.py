@@ -24,6 +24,7 @@ from newsletter.delivery import sendlog
 from newsletter.delivery.factory import make_dkim, make_limits, make_transport, send_setup
 from newsletter.delivery.options import SendOptions, SendSummary
 from newsletter.delivery.sender import Sender
+from newsletter.errors import MessageError
 from newsletter.storage.db import Database, send_log, subscribers
 from tests.conftest import REPO, SMTPServer
 
@@ -371,9 +372,35 @@ def test_dry_run_sends_nothing_and_to_sends_one_copy_per_variant(world, settings
     dry = send(settings, db, SendOptions(DAY, "weekly", dry_run=True))
     assert dry.queued_now == 17 and dry.variants == 14 and server.handler.messages == []
     test = send(settings, db, SendOptions(DAY, "weekly", to="editor@example.org"))
-    assert test.test_copies == 14 and len(server.handler.received("editor@example.org")) == 14
+    copies = server.handler.received("editor@example.org")
+    assert test.test_copies == 14 and len(copies) == 14
     with db.connect() as conn:
         assert sum(sendlog.counts(conn, DAY).values()) == 0
+    # Each copy its own Message-ID and a subject naming its edition, so that none is hidden.
+    parsed = [email.message_from_bytes(c, policy=email.policy.default) for c in copies]
+    assert len({m["Message-ID"] for m in parsed}) == 14
+    subjects = [str(m["Subject"]) for m in parsed]
+    assert all(s.startswith("[Test: ") for s in subjects) and len(set(subjects)) == 14
+    assert any(s.startswith("[Test: Kazakhstan]") for s in subjects)
+    assert any(s.startswith("[Test: full edition]") for s in subjects)
+
+
+def test_a_test_copy_of_one_variant_and_an_unknown_variant(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]
+    settings, db, server = world
+    dry = send(settings, db, SendOptions(DAY, "weekly", dry_run=True))
+    assert dry.variants == 14
+    from newsletter.audience.segments import plan_list
+    from newsletter.compose.issuefiles import load_issue
+
+    with db.connect() as conn:
+        plan = plan_list(
+            conn, load_issue(settings.issues_dir, DAY), "weekly", settings.vocabulary()
+        )
+    one = plan.variants[3].id
+    test = send(settings, db, SendOptions(DAY, "weekly", to="editor@example.org", variant=one))
+    assert test.test_copies == 1 and len(server.handler.received("editor@example.org")) == 1
+    with pytest.raises(MessageError, match="no variant 'nope'"):
+        send(settings, db, SendOptions(DAY, "weekly", to="editor@example.org", variant="nope"))
 
 
 def test_without_an_smtp_host_messages_go_to_the_maildir_outbox(world, settings: Settings) -> None:  # type: ignore[no-untyped-def]

@@ -156,6 +156,9 @@ def send_command(
     to: Annotated[
         str | None, typer.Option("--to", help="Send one copy of each variant to this address only.")
     ] = None,
+    variant: Annotated[
+        str | None, typer.Option("--variant", help="With --to: only this variant (see segments).")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
     """Send an issue to a list: each subscriber their edition, exactly once, resumable.
@@ -169,7 +172,9 @@ def send_command(
     parse_day(issue, "ISSUE")
     if to is not None:
         to = normalise(to)[0]
-    options = SendOptions(issue, list_name, dry_run=dry_run, limit=limit, to=to)
+    if variant is not None and to is None:
+        raise typer.BadParameter("--variant goes with --to (a test copy)", param_hint="--variant")
+    options = SendOptions(issue, list_name, dry_run=dry_run, limit=limit, to=to, variant=variant)
     code = report(run_send(st.settings, st.database, options), as_json)
     raise typer.Exit(code)
 

@@ -16,6 +16,7 @@ class SendOptions:
     dry_run: bool = False
     limit: int | None = None
     to: str | None = None
+    variant: str | None = None  # with ``to``: only this variant's test copy
     origin: str = "cli"
 
 

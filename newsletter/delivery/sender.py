@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -28,7 +28,7 @@ from newsletter.audience.subscribers import list_id
 from newsletter.compose.issuefiles import load_issue
 from newsletter.compose.render import RenderOptions
 from newsletter.core.clock import now
-from newsletter.core.interests import Vocabulary
+from newsletter.core.interests import Vocabulary, split
 from newsletter.core.models import Issue
 from newsletter.core.states import PENDING, SendState
 from newsletter.core.tokens import Signer
@@ -40,7 +40,7 @@ from newsletter.delivery.ratelimit import RateLimiter
 from newsletter.delivery.sendloop import SendLoop
 from newsletter.delivery.sharedrate import SharedRateLimiter
 from newsletter.delivery.transports import Transport
-from newsletter.errors import TransportError
+from newsletter.errors import MessageError, TransportError
 from newsletter.storage import locks
 from newsletter.storage.db import Database
 
@@ -179,12 +179,18 @@ class Sender:
         return summary
 
     async def _test_copies(self, issue: Issue, options: SendOptions, summary: SendSummary) -> None:
+        """One copy of each variant (or of ``options.variant``) to ``options.to``, never in the
+        send log: each with its own Message-ID and a subject saying which edition it is."""
         with self.db.connect() as conn:
             plan = plan_list(conn, issue, options.list_name, self.vocabulary)
+        variants = [v for v in plan.variants if options.variant in (None, v.id)]
+        if not variants:
+            known = ", ".join(v.id for v in plan.variants) or "none"
+            raise MessageError(f"no variant {options.variant!r} in this send (variants: {known})")
         await self.transport.open()
         try:
-            for variant in plan.variants or []:
-                _, template = self.variant(issue, variant.interest_sets[0])
+            for variant in variants:
+                template = self._test_template(issue, variant.interest_sets[0], variant.id)
                 if template is None:
                     continue
                 message = template.personalise(Recipient(0, options.to or "", "Test copy"), now())
@@ -199,6 +205,21 @@ class Sender:
         finally:
             await self.transport.close()
         summary.variants = len(plan.variants)
+
+    def _test_template(self, issue: Issue, interests: str, vid: str) -> MessageTemplate | None:
+        """The variant's message with ``[Test: Kazakhstan, energy]`` before the subject and a
+        Message-ID of its own (``ISSUE-test-VARIANT-STAMP``), so that mail clients show every
+        copy and the editor can tell them apart."""
+        if self.variant(issue, interests)[1] is None or self._editions is None:
+            return None
+        _, rendered = self._editions.rendered(self._editions.variant_of(interests)[1])
+        config = sender_config(self.setup.identity, issue)
+        label = ", ".join(split(interests)) or "full edition"
+        config = replace(config, subject=f"[Test: {label}] {config.subject}")
+        key = f"{issue.day.isoformat()}-test-{vid}-{time.time_ns() % 10**9}"
+        return MessageTemplate(
+            key, vid, rendered, config, self.signer, self.dkim, marks=self._marks
+        )
 
     def _dry_run(self, issue: Issue, options: SendOptions, summary: SendSummary) -> None:
         with self.db.connect() as conn:
