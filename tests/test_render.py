@@ -13,7 +13,7 @@ from newsletter.compose.issuefiles import build_and_write, build_issue
 from newsletter.compose.render import PREFERENCES_PLACEHOLDER, UNSUBSCRIBE_PLACEHOLDER
 from newsletter.compose.select import ComposeOptions
 from newsletter.config import Settings, with_changes
-from newsletter.errors import BuildCheckError, TemplateError
+from newsletter.errors import BuildCheckError, ConfigError, TemplateError
 
 DAY = date(2026, 11, 16)
 
@@ -214,3 +214,18 @@ def test_every_variant_renders_byte_identical_with_the_compiled_templates_kept(
     template.write_text(template.read_text() + "\nEDITED FOOTER\n")
     again = render.render_issue(built.issue, options)
     assert "EDITED FOOTER" in again.email_txt
+
+
+def test_the_footer_names_the_sender_and_postal_address_in_both_parts(settings: Settings) -> None:
+    settings = with_changes(
+        settings,
+        sender={"organisation": "Weekly <Ltd>", "postal_address": "12 Abai Ave\nAlmaty 050000"},
+    )
+    built = build_issue(settings.issue_config(), ComposeOptions(date(2026, 11, 16)))
+    from newsletter.compose.render import render_issue
+
+    rendered = render_issue(built.issue, settings.render_options())
+    assert "Weekly &lt;Ltd&gt;, 12 Abai Ave, Almaty 050000" in rendered.email_html
+    assert "Weekly <Ltd>, 12 Abai Ave, Almaty 050000" in rendered.email_txt
+    with pytest.raises(ConfigError, match="sender.postal_address.: only printable"):
+        with_changes(settings, sender={"postal_address": "x\x00y"})

@@ -278,3 +278,16 @@ def test_a_warm_up_cap_pauses_the_send_for_the_day_and_grows(cli, smtp_server: S
         "send", SAMPLE_DATE, "--list", "weekly", env={**env, "NEWSLETTER_SMTP__WARMUP_SINCE": ""}
     )
     assert bad.code == 2 and "warmup_since" in bad.stderr
+
+
+def test_send_to_a_list_warns_without_a_postal_address(cli, smtp_server: SMTPServer) -> None:  # type: ignore[no-untyped-def]
+    _prepare(cli)
+    env = _smtp_env(smtp_server, NEWSLETTER_SENDER__POSTAL_ADDRESS="")
+    sent = cli("send", SAMPLE_DATE, "--list", "weekly", env=env)
+    assert sent.code == 0 and "warning: sender.postal_address is empty" in sent.stderr
+    (message,) = smtp_server.handler.received("aigerim@example.org")
+    assert b"Almaty 050000" not in message
+    with_address = cli(
+        "send", SAMPLE_DATE, "--list", "weekly", "--dry-run", env=_smtp_env(smtp_server)
+    )
+    assert "postal_address" not in with_address.stderr

@@ -172,6 +172,12 @@ def send_command(
     parse_day(issue, "ISSUE")
     if to is not None:
         to = normalise(to)[0]
+    if to is None and not dry_run and not st.settings.sender.postal_address:
+        err.print(
+            "warning: sender.postal_address is empty: commercial mail must carry the sender's "
+            "postal address (CAN-SPAM); set it in newsletter.toml",
+            markup=False,
+        )
     if variant is not None and to is None:
         raise typer.BadParameter("--variant goes with --to (a test copy)", param_hint="--variant")
     options = SendOptions(issue, list_name, dry_run=dry_run, limit=limit, to=to, variant=variant)

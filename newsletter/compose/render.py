@@ -59,6 +59,8 @@ class RenderOptions:
     web_url: str = ""
     language: str = "en"
     text_width: int = 78
+    organisation: str = ""  # sender.organisation, in the footer
+    postal_address: str = ""  # sender.postal_address, in the footer (lines joined by ", ")
 
 
 def _autoescape(name: str | None) -> bool:
@@ -174,6 +176,12 @@ def _context(
         "arrows": {"up": "▲", "down": "▼", "flat": "="},
         "full_text": options.full_text,
         "language": options.language,
+        "sender": {
+            "organisation": options.organisation,
+            "postal_address": ", ".join(
+                line.strip() for line in options.postal_address.splitlines() if line.strip()
+            ),
+        },
         "urls": {
             "unsubscribe": links[0] if mode == "email" else "",
             "preferences": links[1] if mode == "email" else "",

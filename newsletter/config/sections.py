@@ -176,6 +176,12 @@ class SenderSettings(Section):
     list_id: str = ""
     unsubscribe_mailto: str = ""
     base_url: str = ""
+    organisation: str = Field(default="", max_length=200, description="who sends, in the footer")
+    postal_address: str = Field(
+        default="",
+        max_length=500,
+        description="the sender's postal address, in every footer (CAN-SPAM)",
+    )
 
     @field_validator("from_address", "reply_to", "unsubscribe_mailto")
     @classmethod
@@ -183,6 +189,13 @@ class SenderSettings(Section):
         if value and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
             raise ValueError(f"{value!r} is not an e-mail address")
         return value
+
+    @field_validator("organisation", "postal_address")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        if any(ord(c) < 32 and c != "\n" for c in value):
+            raise ValueError("only printable characters (and line breaks) are allowed")
+        return value.strip()
 
     @field_validator("subject", "from_name", "list_id")
     @classmethod

@@ -183,6 +183,8 @@ class Settings(BaseSettings):
             web_url=self.issue.web_url,
             language=self.issue.language,
             text_width=self.build.max_text_line,
+            organisation=self.sender.organisation,
+            postal_address=self.sender.postal_address,
         )
 
     def issue_config(self) -> IssueConfig:
