@@ -227,5 +227,5 @@ def test_the_footer_names_the_sender_and_postal_address_in_both_parts(settings: 
     rendered = render_issue(built.issue, settings.render_options())
     assert "Weekly &lt;Ltd&gt;, 12 Abai Ave, Almaty 050000" in rendered.email_html
     assert "Weekly <Ltd>, 12 Abai Ave, Almaty 050000" in rendered.email_txt
-    with pytest.raises(ConfigError, match="sender.postal_address.: only printable"):
+    with pytest.raises(ConfigError, match=r"sender\.postal_address': only printable"):
         with_changes(settings, sender={"postal_address": "x\x00y"})
