@@ -222,3 +222,12 @@ class MailboxError(NewsletterError):
 class WebhookError(NewsletterError):
     """A webhook call that cannot be taken: a bad signature, a certificate from elsewhere, a
     body that is not what the provider sends. Nothing is changed."""
+
+
+class IssueLockedError(NewsletterError):
+    """An issue some subscribers have already received cannot be rebuilt without ``--force``."""
+
+    def __init__(self, message: str, *, issue: str, sent: int) -> None:
+        self.issue = issue
+        self.sent = sent
+        super().__init__(message)

@@ -291,3 +291,24 @@ def test_send_to_a_list_warns_without_a_postal_address(cli, smtp_server: SMTPSer
         "send", SAMPLE_DATE, "--list", "weekly", "--dry-run", env=_smtp_env(smtp_server)
     )
     assert "postal_address" not in with_address.stderr
+
+
+def test_a_sent_issue_is_locked_and_force_keeps_the_sent_version(
+    cli, workspace: Path, smtp_server: SMTPServer
+) -> None:  # type: ignore[no-untyped-def]
+    _prepare(cli)
+    env = _smtp_env(smtp_server)
+    assert cli("build", "--date", SAMPLE_DATE, env=env).code == 0  # not sent yet: free to rebuild
+    assert cli("send", SAMPLE_DATE, "--list", "weekly", "--limit", "5", env=env).code == 6
+    folder = workspace / "issues" / SAMPLE_DATE
+    before = (folder / "email.html").read_bytes()
+    locked = cli("build", "--date", SAMPLE_DATE, env=env)
+    assert locked.code == 1 and "was sent to 5 subscriber(s)" in locked.stderr
+    assert "--force" in locked.stderr and (folder / "email.html").read_bytes() == before
+    forced = cli("build", "--date", SAMPLE_DATE, "--force", env=env)
+    assert forced.code == 0, forced.stderr
+    assert (
+        "revisions/1/" in forced.stderr
+        and "the 13 still to be sent get the new one" in forced.stderr
+    )
+    assert (folder / "revisions" / "1" / "email.html").read_bytes() == before

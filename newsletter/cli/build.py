@@ -64,10 +64,17 @@ def build_command(
         bool,
         typer.Option("--strict", help="Fail (exit 4, nothing written) when a build check fails."),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Rebuild an issue already sent; the sent version is kept as a revision."
+        ),
+    ] = False,
 ) -> None:
     """Build an issue: issues/<date>/ with issue.json, email.html, email.txt and index.html.
 
-    Example: newsletter build --date 2026-11-16
+    Once any subscriber has received an issue it is locked: a rebuild needs --force, which keeps
+    the sent files in issues/<date>/revisions/N/. Example: newsletter build --date 2026-11-16
     """
     from newsletter.compose.issuefiles import build_and_write
     from newsletter.compose.select import ComposeOptions
@@ -75,6 +82,8 @@ def build_command(
     settings = state(ctx).settings
     issue_day = parse_day(day, "--date") or today(settings)
     options = ComposeOptions(issue_day, parse_day(since, "--since"), source or None, rates)
+    if out_dir is None:
+        _unlock(ctx, settings.issues_dir / issue_day.isoformat(), issue_day.isoformat(), force)
     with err.status(f"Building the issue of {issue_day}…"):
         result = build_and_write(
             settings.issue_config(), options, out_dir=out_dir, strict=strict or None
@@ -193,3 +202,37 @@ def register(app: typer.Typer) -> None:
     app.command("config")(handles_errors(config_command))
     app.command("build")(handles_errors(build_command))
     app.command("preview")(handles_errors(preview_command))
+
+
+def _unlock(ctx: typer.Context, folder: Path, issue: str, force: bool) -> None:
+    """Refuse to rebuild an issue some subscribers already received, unless ``force``: then
+    the sent files are kept as a numbered revision and the command says who gets which."""
+    from newsletter.compose.issuefiles import keep_revision
+    from newsletter.delivery import sendlog
+    from newsletter.errors import DatabaseError, IssueLockedError
+
+    if not (folder / "issue.json").exists():
+        return
+    try:
+        with state(ctx).database.connect() as conn:
+            counts = sendlog.counts(conn, issue)
+    except DatabaseError as exc:
+        warn(f"cannot tell whether {issue} was sent ({exc}); building it anyway")
+        return
+    sent = counts.get("sent", 0)
+    if not sent:
+        return
+    if not force:
+        raise IssueLockedError(
+            f"the issue of {issue} was sent to {sent} subscriber(s): rebuilding it would change "
+            "what the others and the archive get; use --force to keep the sent version as a "
+            "revision and build anew",
+            issue=issue,
+            sent=sent,
+        )
+    number = keep_revision(folder)
+    waiting = sum(n for state_, n in counts.items() if state_ in ("queued", "sending", "deferred"))
+    warn(
+        f"{issue} rebuilt with --force: the version {sent} subscriber(s) received is kept in "
+        f"{folder / 'revisions' / str(number)}/; the {waiting} still to be sent get the new one"
+    )

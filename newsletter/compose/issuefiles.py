@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -153,3 +154,20 @@ def build_and_write(
     write_files(target, result.files)
     result.out_dir = target
     return result
+
+
+ISSUE_FILES = ("issue.json", "email.html", "email.txt", "index.html")
+
+
+def keep_revision(folder: Path) -> int:
+    """Move the built files of ``folder`` into ``folder/revisions/N/`` (N = 1, 2, ...): what was
+    sent stays on disk when an issue is rebuilt with ``--force``. Returns N."""
+    revisions = folder / "revisions"
+    revisions.mkdir(exist_ok=True)
+    number = 1 + max((int(p.name) for p in revisions.iterdir() if p.name.isdigit()), default=0)
+    target = revisions / str(number)
+    target.mkdir()
+    for name in ISSUE_FILES:
+        if (folder / name).exists():
+            shutil.copy2(folder / name, target / name)  # copies: the folder stays whole
+    return number
