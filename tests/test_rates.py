@@ -38,9 +38,9 @@ def test_values_keep_at_least_three_significant_digits(value: float, text: str) 
 @pytest.mark.parametrize(
     ("pct", "expected"),
     [
-        (0.0, ("0%", "flat")),
-        (-0.0001, ("0%", "flat")),
-        (0.004, ("0%", "flat")),
+        (0.0, ("unchanged", "flat")),
+        (-0.0001, ("unchanged", "flat")),
+        (0.004, ("unchanged", "flat")),
         (0.28, ("+0.28%", "up")),
         (-0.1834, ("-0.18%", "down")),
         (None, ("", "")),
@@ -68,7 +68,7 @@ def test_header_shows_each_currency_once_with_change_from_previous_day() -> None
     assert warnings == []
     assert [(r.currency, r.value_text, r.change_text, r.direction) for r in header.rows] == [
         ("KZT", "0.00196", "-1.96%", "down"),
-        ("UZS", "0.0000833", "0%", "flat"),
+        ("UZS", "0.0000833", "unchanged", "flat"),
     ]
 
 

@@ -312,3 +312,47 @@ def test_a_sent_issue_is_locked_and_force_keeps_the_sent_version(
         and "the 13 still to be sent get the new one" in forced.stderr
     )
     assert (folder / "revisions" / "1" / "email.html").read_bytes() == before
+
+
+def test_the_summary_says_why_messages_wait_or_failed_and_who_got_nothing(
+    cli, smtp_server: SMTPServer
+) -> None:  # type: ignore[no-untyped-def]
+    _prepare(cli)
+    smtp_server.handler.rules["bakyt@example.org"] = "550"
+    sent = cli("send", SAMPLE_DATE, "--list", "weekly", env=_smtp_env(smtp_server))
+    assert sent.code == 5
+    assert "1 x 550 5.1.1 <bakyt@example.org>: no such user" in sent.stdout
+    assert "1 subscriber(s) got nothing: no article of this issue matches" in sent.stdout
+
+
+@pytest.mark.skipif(shutil.which("script") is None, reason="util-linux 'script' gives a terminal")
+def test_on_a_terminal_send_asks_first_and_no_sends_nothing(
+    cli, workspace: Path, smtp_server: SMTPServer
+) -> None:  # type: ignore[no-untyped-def]
+    import shlex
+
+    _prepare(cli)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    env.update(_smtp_env(smtp_server))
+    command = shlex.join(
+        [sys.executable, "-m", "newsletter", "send", SAMPLE_DATE, "--list", "weekly"]
+    )
+
+    def on_a_terminal(answer: str, extra: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["script", "-qec", command + extra, "/dev/null"],
+            input=answer,
+            cwd=workspace,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    declined = on_a_terminal("n\n")
+    assert declined.returncode == 1 and "(18 active, 0 already sent)? [y/N]" in declined.stdout
+    assert "not sent" in declined.stdout and smtp_server.handler.messages == []
+    accepted = on_a_terminal("y\n")
+    assert accepted.returncode == 0 and len(smtp_server.handler.messages) == 17
+    again = on_a_terminal("", " --yes")  # no question with --yes
+    assert again.returncode == 0 and "[y/N]" not in again.stdout

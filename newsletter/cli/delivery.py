@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import json
 import signal
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
 from rich.progress import (
@@ -129,6 +130,14 @@ def report(summary: SendSummary, as_json: bool) -> int:
             f"{t.get('deferred', 0)} deferred, {t.get('failed', 0)} failed, {t.get('skipped', 0)} skipped",
             markup=False,
         )
+        for reply, count in summary.reasons.most_common(3):  # why, without opening 'status'
+            out.print(f"  {count} x {reply}", markup=False)
+        if summary.no_match:
+            out.print(
+                f"  {summary.no_match} subscriber(s) got nothing: no article of this issue "
+                "matches their interests",
+                markup=False,
+            )
     if summary.paused:
         err.print(f"paused: {summary.paused}", markup=False)
     elif summary.stopped:
@@ -139,6 +148,20 @@ def report(summary: SendSummary, as_json: bool) -> int:
     if summary.outcome in (RunOutcome.PAUSED, RunOutcome.INCOMPLETE):
         return EXIT_UNDELIVERED
     return EXIT_FAILURES if summary.outcome == RunOutcome.FAILURES else 0
+
+
+def _confirm(st: Any, issue: str, list_name: str) -> None:
+    """Ask before a real send starts (a terminal only); "no" ends the command, nothing sent."""
+    from newsletter import audience
+    from newsletter.delivery import sendlog
+
+    with st.database.connect() as conn:
+        active = dict(audience.list_counts(conn)).get(list_name, {}).get("active", 0)
+        done = sendlog.counts(conn, issue).get("sent", 0)
+    question = f"Send the issue of {issue} to {list_name} ({active} active, {done} already sent)?"
+    if not typer.confirm(question, default=False):
+        err.print("not sent", markup=False)
+        raise typer.Exit(1)
 
 
 def send_command(
@@ -160,8 +183,13 @@ def send_command(
         str | None, typer.Option("--variant", help="With --to: only this variant (see segments).")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask before sending (on a terminal).")
+    ] = False,
 ) -> None:
     """Send an issue to a list: each subscriber their edition, exactly once, resumable.
+
+    On a terminal it first asks (--yes skips the question; without a terminal it never asks).
 
     Exit status: 0 all delivered, 5 some failed permanently, 6 some left queued or deferred
     (run it again to resume). Example: newsletter send 2026-11-16 --list weekly
@@ -180,6 +208,8 @@ def send_command(
         )
     if variant is not None and to is None:
         raise typer.BadParameter("--variant goes with --to (a test copy)", param_hint="--variant")
+    if to is None and not dry_run and not yes and sys.stdin.isatty() and sys.stdout.isatty():
+        _confirm(st, issue, list_name)
     options = SendOptions(issue, list_name, dry_run=dry_run, limit=limit, to=to, variant=variant)
     code = report(run_send(st.settings, st.database, options), as_json)
     raise typer.Exit(code)

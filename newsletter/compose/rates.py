@@ -130,12 +130,13 @@ def format_value(value: float) -> str:
 
 
 def format_change(pct: float | None) -> tuple[str, str]:
-    """(text, direction): ``+0.28%`` up, ``-0.18%`` down, ``0%`` flat (never ``-0%``)."""
+    """(text, direction): ``+0.28%`` up, ``-0.18%`` down, ``unchanged`` flat (never ``-0%``;
+    an "=" or "0%" after the rate read as a second equals sign)."""
     if pct is None:
         return "", ""
     rounded = round(pct, 2)
     if rounded == 0:
-        return "0%", "flat"
+        return "unchanged", "flat"
     return (f"+{rounded:.2f}%", "up") if rounded > 0 else (f"-{-rounded:.2f}%", "down")
 
 

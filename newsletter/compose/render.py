@@ -173,7 +173,7 @@ def _context(
             "rows": [r.to_json() for r in rates.rows],
         },
         "sections": sections,
-        "arrows": {"up": "▲", "down": "▼", "flat": "="},
+        "arrows": {"up": "▲", "down": "▼", "flat": ""},
         "full_text": options.full_text,
         "language": options.language,
         "sender": {

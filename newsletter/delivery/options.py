@@ -3,6 +3,7 @@ what it did (:class:`SendSummary`)."""
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 from newsletter.core.states import RunOutcome, SendState
@@ -54,6 +55,8 @@ class SendSummary:
     stopped: bool = False
     dry_run: bool = False
     test_copies: int = 0
+    no_match: int = 0  # subscribers whose interests matched nothing in this issue
+    reasons: Counter[str] = field(default_factory=Counter)  # why messages failed or wait
     totals: dict[str, int] = field(
         default_factory=dict
     )  # the whole log of this issue after the run

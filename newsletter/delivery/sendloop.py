@@ -123,10 +123,12 @@ class SendLoop:
                 retry_at = now() + timedelta(seconds=self.limits.backoff * 2 ** (n - 1))
             else:
                 summary.deferred += 1  # left for the next run
+                summary.reasons[delivery.reply[:120]] += 1
         elif delivery.state == SendState.SENT:
             summary.sent += 1
         else:
             summary.failed += 1
+            summary.reasons[delivery.reply[:120]] += 1
         if delivery.state in (SendState.SENT, SendState.FAILED):
             refused = delivery.state == SendState.FAILED and (delivery.code or 0) >= 500
             if (alarm := self.refusals.add(refused)) and not self.pause:
@@ -146,8 +148,10 @@ class SendLoop:
         )
         if tried:
             self.summary.failed += 1
+            self.summary.reasons[reason[:120]] += 1
         else:
             self.summary.skipped += 1
+            self.summary.no_match += reason.startswith("nothing in this issue")
 
     # -- personalising -------------------------------------------------------------------------
     def prepare(self, row: sendlog.Claimed) -> tuple[str, Draft] | None:
