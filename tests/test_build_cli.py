@@ -29,6 +29,7 @@ def test_sample_issue_builds_with_a_summary(cli, workspace: Path) -> None:  # ty
         "email.txt",
         "index.html",
         "issue.json",
+        "selection.json",
     ]
     for country in (
         "Kazakhstan",

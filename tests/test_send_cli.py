@@ -305,6 +305,8 @@ def test_a_sent_issue_is_locked_and_force_keeps_the_sent_version(
     locked = cli("build", "--date", SAMPLE_DATE, env=env)
     assert locked.code == 1 and "was sent to 5 subscriber(s)" in locked.stderr
     assert "--force" in locked.stderr and (folder / "email.html").read_bytes() == before
+    edit = cli("edit", SAMPLE_DATE, "drop", "1", env=env)  # an edit is a rebuild too
+    assert edit.code == 1 and "was sent to 5 subscriber(s)" in edit.stderr
     forced = cli("build", "--date", SAMPLE_DATE, "--force", env=env)
     assert forced.code == 0, forced.stderr
     assert (

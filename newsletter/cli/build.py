@@ -83,7 +83,7 @@ def build_command(
     issue_day = parse_day(day, "--date") or today(settings)
     options = ComposeOptions(issue_day, parse_day(since, "--since"), source or None, rates)
     if out_dir is None:
-        _unlock(ctx, settings.issues_dir / issue_day.isoformat(), issue_day.isoformat(), force)
+        unlock(ctx, settings.issues_dir / issue_day.isoformat(), issue_day.isoformat(), force)
     with err.status(f"Building the issue of {issue_day}…"):
         result = build_and_write(
             settings.issue_config(), options, out_dir=out_dir, strict=strict or None
@@ -204,7 +204,7 @@ def register(app: typer.Typer) -> None:
     app.command("preview")(handles_errors(preview_command))
 
 
-def _unlock(ctx: typer.Context, folder: Path, issue: str, force: bool) -> None:
+def unlock(ctx: typer.Context, folder: Path, issue: str, force: bool) -> None:
     """Refuse to rebuild an issue some subscribers already received, unless ``force``: then
     the sent files are kept as a numbered revision and the command says who gets which."""
     from newsletter.compose.issuefiles import keep_revision

@@ -20,11 +20,12 @@ from typing import Any
 from newsletter.compose.checks import check_html, check_text
 from newsletter.compose.options import IssueConfig
 from newsletter.compose.render import RenderedIssue, render_issue
-from newsletter.compose.select import ComposeOptions, compose_issue
+from newsletter.compose.select import ComposeOptions, compose_issue, with_plan
 from newsletter.core.models import Article, Issue, RateRow, RatesHeader, Section, Window
 from newsletter.errors import BuildCheckError, IssueNotFoundError
 
 MANIFEST_FORMAT = 1
+SELECTION_FILE = "selection.json"  # the automatic selection, before the editor's plan
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -59,6 +60,7 @@ def manifest(issue: Issue, sizes: dict[str, int]) -> dict[str, Any]:
         ],
         "files": sizes,
         "warnings": issue.warnings,
+        "intro_html": issue.intro_html,
     }
 
 
@@ -82,6 +84,7 @@ def issue_from_manifest(data: dict[str, Any]) -> Issue:
             for s in data["sections"]
         ],
         warnings=list(data.get("warnings", [])),
+        intro_html=str(data.get("intro_html", "")),
     )
 
 
@@ -103,8 +106,33 @@ def load_issue(issues_dir: Path, day: date | str) -> Issue:
 def build_issue(
     config: IssueConfig, options: ComposeOptions, *, strict: bool | None = None
 ) -> BuildResult:
-    """Compose, render and check an issue in memory (nothing is written)."""
-    issue = compose_issue(config, options)
+    """Compose, render and check an issue in memory (nothing is written): the automatic
+    selection, with the editor's plan applied."""
+    return finish_issue(config, compose_issue(config, options), strict=strict)
+
+
+def rebuild_from_selection(
+    config: IssueConfig, day: date, *, strict: bool | None = None
+) -> BuildResult:
+    """The issue again from its stored automatic selection (``selection.json``) and the plan,
+    without reading the sources: what an edit does."""
+    path = config.issues_dir / day.isoformat() / SELECTION_FILE
+    try:
+        selection = issue_from_manifest(json.loads(path.read_text(encoding="utf-8")))
+    except FileNotFoundError:
+        raise IssueNotFoundError(
+            f"{path} is missing: build the issue again with 'newsletter build --date {day}'",
+            path=path,
+        ) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IssueNotFoundError(f"{path}: not a valid selection ({exc})", path=path) from None
+    return finish_issue(config, selection, strict=strict)
+
+
+def finish_issue(
+    config: IssueConfig, selection: Issue, *, strict: bool | None = None
+) -> BuildResult:
+    issue = with_plan(config, selection)
     rendered = render_issue(issue, config.render)
     problems = check_html(rendered.email_html, "email.html", max_kb=config.max_html_kb)
     problems += check_html(rendered.web_html, "index.html", max_kb=1e9, inlined=False)
@@ -118,6 +146,8 @@ def build_issue(
     }
     sizes = {name: len(data) for name, data in files.items()}
     doc = json.dumps(manifest(issue, sizes), ensure_ascii=False, indent=2) + "\n"
+    auto = json.dumps(manifest(selection, {}), ensure_ascii=False, indent=2) + "\n"
+    files[SELECTION_FILE] = auto.encode("utf-8")
     files["issue.json"] = doc.encode("utf-8")
     return BuildResult(issue, rendered, problems, files, sizes=sizes)
 
@@ -156,7 +186,7 @@ def build_and_write(
     return result
 
 
-ISSUE_FILES = ("issue.json", "email.html", "email.txt", "index.html")
+ISSUE_FILES = ("issue.json", "email.html", "email.txt", "index.html", "selection.json")
 
 
 def keep_revision(folder: Path) -> int:

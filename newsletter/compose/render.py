@@ -176,6 +176,7 @@ def _context(
         "arrows": {"up": "▲", "down": "▼", "flat": ""},
         "full_text": options.full_text,
         "language": options.language,
+        "intro_html": Markup(issue.intro_html),  # the editor's note; sanitised in compose
         "sender": {
             "organisation": options.organisation,
             "postal_address": ", ".join(

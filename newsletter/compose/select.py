@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 from newsletter.compose import rates as rates_mod
 from newsletter.compose.classify import CountryClassifier, normalise_topics
 from newsletter.compose.options import IssueConfig
+from newsletter.compose.plan import PLAN_FILE, apply_plan, load_plan
 from newsletter.compose.sanitize import clean_html, clean_text, truncate
 from newsletter.compose.sources import (
     RawItem,
@@ -261,3 +262,15 @@ def compose_issue(config: IssueConfig, options: ComposeOptions) -> Issue:
         sections=group_sections(articles, config),
         warnings=warnings,
     )
+
+
+def with_plan(config: IssueConfig, selection: Issue) -> Issue:
+    """The automatic selection with the editor's plan (``issues/D/plan.toml``) applied."""
+    plan = load_plan(config.issues_dir / selection.day.isoformat() / PLAN_FILE)
+    if plan.empty:
+        return selection
+    issue, plan_warnings = apply_plan(
+        selection, plan, config.all_countries, lambda arts: group_sections(arts, config)
+    )
+    issue.warnings = [*selection.warnings, *plan_warnings]
+    return issue

@@ -146,6 +146,7 @@ class Issue:
     rates: RatesHeader
     sections: list[Section]
     warnings: list[str] = field(default_factory=list)
+    intro_html: str = ""  # the editor's note (issues/D/plan.toml), sanitised HTML
 
     @property
     def articles(self) -> list[Article]:

@@ -114,6 +114,7 @@ class PreviewServer:
         paths += [s.path(f) for f in s.sources.feeds if not is_url(f)]
         if s.rates.source and not is_url(s.rates.source):
             paths.append(s.path(s.rates.source))
+        paths.append(s.issues_dir / self.day.isoformat())  # the editor's plan.toml lives there
         return [p for p in dict.fromkeys(paths) if p.exists()]
 
     def _watch(self) -> None:
