@@ -231,3 +231,7 @@ class IssueLockedError(NewsletterError):
         self.issue = issue
         self.sent = sent
         super().__init__(message)
+
+
+class EditError(NewsletterError):
+    """An edit of an issue's plan that cannot be made (an unknown article or country)."""

@@ -214,3 +214,81 @@ def test_choosing_a_variant_in_the_browser_changes_the_frames(
         "regional",
     ]
     assert frame.locator("h3.headline").count() < full
+
+
+@pytest.fixture
+def desk(settings: Settings) -> Iterator[PreviewServer]:
+    from newsletter.compose.issuefiles import build_and_write
+    from newsletter.compose.select import ComposeOptions
+
+    build_and_write(settings.issue_config(), ComposeOptions(DAY))
+    server = PreviewServer(settings, DAY, host="127.0.0.1", port=0)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _issue_urls(settings: Settings) -> list[str]:
+    import json
+
+    data = json.loads((settings.issues_dir / DAY.isoformat() / "issue.json").read_text())
+    return [a["url"] for s in data["sections"] for a in s["articles"]]
+
+
+@pytest.mark.browser
+def test_the_editors_desk_edits_from_buttons_and_fits_a_phone(
+    desk: PreviewServer, settings: Settings, browser, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    data = json.loads((settings.issues_dir / DAY.isoformat() / "issue.json").read_text())
+    kazakhstan = data["sections"][0]["articles"]
+    second, third = kazakhstan[1], kazakhstan[2]
+    page = browser.new_page(viewport={"width": 375, "height": 800})
+    page.goto(desk.url)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling
+    page.screenshot(path=str(tmp_path / "desk-375.png"), full_page=True)
+    page.get_by_role("button", name=f"Drop: {second['title']}").click()
+    page.wait_for_load_state()
+    assert second["url"] not in _issue_urls(settings)
+    mobile = page.frame_locator("iframe#mobile")
+    mobile.locator("h1").wait_for()
+    assert second["title"] not in page.frame_locator("iframe#mobile").locator("body").inner_text()
+    page.get_by_role("button", name=f"Up: {third['title']}").click()
+    page.wait_for_load_state()
+    assert _issue_urls(settings)[0] == third["url"]
+    page.get_by_label("Intro (Markdown, above the sections)").fill(
+        "**A quiet week** on the steppe."
+    )
+    page.get_by_role("button", name="Save intro").click()
+    page.wait_for_load_state()
+    body = page.frame_locator("iframe#desktop").locator("body")
+    body.get_by_text("A quiet week").wait_for()
+    page.get_by_role("button", name=f"Restore: {second['url']}").click()
+    page.wait_for_load_state()
+    assert second["url"] in _issue_urls(settings)
+
+
+def test_the_desk_takes_edits_from_its_own_page_only(
+    desk: PreviewServer, settings: Settings
+) -> None:
+    import httpx
+
+    urls = _issue_urls(settings)
+    port = desk.url.rsplit(":", 1)[1].strip("/")
+    form = {"verb": "drop", "article": urls[0]}
+    for headers in (
+        {"Origin": "http://evil.example"},
+        {},  # no Origin: not a browser form of ours
+        {"Origin": f"http://127.0.0.1:{port}", "Host": "evil.example"},
+    ):
+        refused = httpx.post(desk.url + "__edit", data=form, headers=headers, timeout=10)
+        assert refused.status_code in (403, 421), headers
+    assert _issue_urls(settings) == urls
+    ok = httpx.post(
+        desk.url + "__edit", data=form, headers={"Origin": f"http://127.0.0.1:{port}"}, timeout=10
+    )
+    assert ok.status_code == 303 and urls[0] not in _issue_urls(settings)
+    assert httpx.get(desk.url + "__edit", timeout=10).status_code == 404  # GET changes nothing

@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from newsletter.compose.sanitize import clean_html
 from newsletter.compose.sources import render_markdown
 from newsletter.core.models import Article, Issue
-from newsletter.errors import SourceError
+from newsletter.errors import EditError, SourceError
 
 PLAN_FILE = "plan.toml"
 
@@ -131,3 +132,63 @@ def apply_plan(
         ordered.append(replace(section, articles=tuple(members)))
     intro_html = clean_html(render_markdown(plan.intro), "") if plan.intro.strip() else ""
     return replace(issue, sections=ordered, intro_html=intro_html), warnings
+
+
+def edit_plan(
+    plan: Plan,
+    verb: str,
+    args: list[str],
+    issue: Issue,
+    countries: list[str],
+    *,
+    to: int | None = None,
+    reader: Callable[[str], str] | None = None,
+) -> Plan:
+    """The plan with one edit made (``newsletter edit`` and the preview's desk). ARTICLE is its
+    number in ``issue`` (1-based, in order), ``dN`` for the Nth dropped one, or its URL; raises
+    EditError naming what is wrong."""
+    articles = issue.articles
+
+    def article(ref: str) -> str:
+        if ref.isdigit() and 1 <= int(ref) <= len(articles):
+            return articles[int(ref) - 1].url
+        if ref.startswith("d") and ref[1:].isdigit() and 1 <= int(ref[1:]) <= len(plan.drop):
+            return plan.drop[int(ref[1:]) - 1]
+        if ref.startswith(("http://", "https://")):
+            return ref
+        raise EditError(f"no article {ref!r}: give its number from 'edit list' or its URL")
+
+    def need(count: int, what: str) -> list[str]:
+        if len(args) != count:
+            raise EditError(f"edit {verb} needs {what}")
+        return args
+
+    if verb == "drop":
+        url = article(need(1, "ARTICLE")[0])
+        plan.drop = [*(u for u in plan.drop if u != url), url]
+    elif verb == "restore":
+        url = article(need(1, "ARTICLE (a URL or dN from 'list')")[0])
+        if url not in plan.drop:
+            raise EditError(f"{url} is not dropped")
+        plan.drop.remove(url)
+    elif verb == "move":
+        url = article(need(1, "ARTICLE and --to N")[0])
+        section = next((s for s in issue.sections if url in {a.url for a in s.articles}), None)
+        if to is None or section is None:
+            raise EditError("edit move needs an article of the issue and --to N (its new position)")
+        urls = [a.url for a in section.articles if a.url != url]
+        plan.order[section.country] = [*urls[: to - 1], url]
+    elif verb == "country":
+        ref, name = need(2, "ARTICLE and COUNTRY")
+        known = {c.lower(): c for c in countries}
+        if name.lower() not in known:
+            raise EditError(f"unknown country {name!r} (one of: {', '.join(countries)})")
+        plan.country[article(ref)] = known[name.lower()]
+    elif verb == "intro":
+        text = need(1, "FILE (Markdown) or - for standard input")[0]
+        plan.intro = (reader(text) if reader else text).strip()
+    elif verb == "reset":
+        plan = Plan()
+    else:
+        raise EditError(f"unknown edit {verb!r}")
+    return plan

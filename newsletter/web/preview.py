@@ -37,6 +37,7 @@ from newsletter.config import Settings, load_settings
 from newsletter.core.interests import split
 from newsletter.core.states import SubscriberStatus
 from newsletter.errors import NewsletterError, ServerError
+from newsletter.web import desk
 from newsletter.web.guard import local_host_header
 from newsletter.web.pages import page
 
@@ -268,6 +269,7 @@ class PreviewServer:
             vid=vid,
             query=query,
             edition=note or "full edition",
+            desk=desk.desk_view(self.settings, self.day),
         )
 
     def app(self) -> Starlette:
@@ -295,7 +297,18 @@ class PreviewServer:
                 },
             )
 
-        return Starlette(routes=[Route("/{name:path}", endpoint)])
+        async def edit_endpoint(request: Request) -> Response:
+            response = await desk.edit(request, self.settings, self.day)
+            if response.status_code == 303:
+                await asyncio.to_thread(self.rebuild)  # the page shows the edit at once
+            return response
+
+        return Starlette(
+            routes=[
+                Route("/__edit", edit_endpoint, methods=["POST"]),
+                Route("/{name:path}", endpoint),
+            ]
+        )
 
     @property
     def url(self) -> str:
