@@ -58,11 +58,15 @@ def test_email_html_is_well_under_the_gmail_clip_and_links_are_absolute(
     size = len(html.encode())
     print(f"\nsample email.html: {size / 1024:.1f} KB")
     assert size < 80 * 1024
-    links = _scan(html).links
+    scan = _scan(html)
+    links = scan.links
     assert links and all(
-        re.match(r"https://", href) or href in (UNSUBSCRIBE_PLACEHOLDER, PREFERENCES_PLACEHOLDER)
+        re.match(r"https://", href)
+        or href in (UNSUBSCRIBE_PLACEHOLDER, PREFERENCES_PLACEHOLDER)
+        or (href.startswith("#") and href[1:] in scan.ids)  # "In this issue" jumps
         for href in links
     )
+    assert "#kazakhstan" in links and "kazakhstan" in scan.ids
     assert UNSUBSCRIBE_PLACEHOLDER in links and PREFERENCES_PLACEHOLDER in links
 
 
@@ -81,8 +85,8 @@ def test_plain_text_keeps_structure_and_short_lines(built: dict[str, str]) -> No
     lines = text.splitlines()
     assert max(len(line) for line in lines) <= 78
     assert "KAZAKHSTAN" in lines and "REGIONAL" in lines
-    assert "KZT/USD = 0.00196 ▼ -0.45%" in text
-    assert sum(1 for line in lines if line.startswith("KZT/USD") or "KZT/USD =" in line) == 1
+    assert "1 USD = 511.40 KZT ▲ +0.45%" in text  # the tenge weakened: more of it to the dollar
+    assert sum(1 for line in lines if "USD = " in line and "KZT" in line) == 1
     assert any(line.startswith("  * ") for line in lines)
     assert re.search(r"^What the tender asks for\n~+$", text, re.M)
     assert re.search(r"^\[1\] https://news\.example\.org/", text, re.M)
@@ -229,3 +233,14 @@ def test_the_footer_names_the_sender_and_postal_address_in_both_parts(settings: 
     assert "Weekly <Ltd>, 12 Abai Ave, Almaty 050000" in rendered.email_txt
     with pytest.raises(ConfigError, match=r"sender\.postal_address': only printable"):
         with_changes(settings, sender={"postal_address": "x\x00y"})
+
+
+def test_rates_can_be_quoted_per_currency_and_no_separator_ends_a_line(settings: Settings) -> None:
+    built = build_issue(
+        with_changes(settings, rates={"quote": "per_currency"}).issue_config(),
+        ComposeOptions(date(2026, 11, 16)),
+    )
+    assert "KZT/USD = 0.00196 ▼ -0.45%" in built.rendered.email_txt
+    html = built.rendered.email_html
+    rates = re.findall(r'<span class="rate"[^>]*>(.*?)</span>\s*(?=<span class="rate"|</p>)', html)
+    assert rates and all(not r.rstrip().endswith("·") for r in rates)  # a "·" starts an item

@@ -33,10 +33,13 @@ class _Scan(HTMLParser):
         self.styles: list[str] = []
         self.style_blocks: list[str] = []
         self.scripts = 0
+        self.ids: set[str] = set()
         self._in_style = False
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
+        if a.get("id"):
+            self.ids.add(a["id"] or "")
         if tag == "a" and a.get("href") is not None:
             self.links.append(a["href"] or "")
         elif tag == "img" and "alt" not in a:
@@ -101,6 +104,8 @@ def check_html(
     for href in scan.links:
         if href in PLACEHOLDERS or href.startswith("mailto:"):
             continue
+        if href.startswith("#") and href[1:] in scan.ids:
+            continue  # a jump within the message ("In this issue")
         if not re.match(r"^https?://[^\s/]+", href):
             found.append(f"{name}: link {href[:80]!r} is not an absolute http(s) URL")
     for src in scan.images_without_alt:

@@ -123,8 +123,12 @@ def merge_history(path: Path, fetched: Iterable[RatesDay]) -> dict[date, RatesDa
     return history
 
 
-def format_value(value: float) -> str:
-    """At least five decimals, and always at least three significant digits."""
+def format_value(value: float, *, significant: bool = False) -> str:
+    """At least five decimals, and always at least three significant digits; with
+    ``significant`` (a large number, such as 515.46 tenge to the dollar) two decimals, or
+    three significant digits when it is small."""
+    if significant and value >= 1:
+        return f"{value:,.2f}"
     decimals = max(5, -math.floor(math.log10(value)) + 2)
     return f"{value:.{decimals}f}"
 

@@ -26,7 +26,8 @@ from markupsafe import Markup
 from premailer import Premailer
 
 from newsletter.compose.plaintext import LinkRefs, html_to_text, underline, wrap
-from newsletter.core.models import Issue, date_text
+from newsletter.compose.rates import format_change, format_value
+from newsletter.core.models import Issue, RateRow, date_text
 from newsletter.errors import TemplateError
 
 UNSUBSCRIBE_PLACEHOLDER = "%%unsubscribe_url%%"
@@ -59,6 +60,7 @@ class RenderOptions:
     web_url: str = ""
     language: str = "en"
     text_width: int = 78
+    rates_quote: str = "per_base"  # "1 USD = 515.46 KZT", or "per_currency": "KZT/USD = 0.00194"
     organisation: str = ""  # sender.organisation, in the footer
     postal_address: str = ""  # sender.postal_address, in the footer (lines joined by ", ")
 
@@ -123,6 +125,22 @@ def _render(
         raise _template_failure(exc, templates_dir, name) from None
 
 
+def _quoted(row: RateRow, quote: str) -> dict[str, Any]:
+    """A rates row as the template shows it: ``KZT/USD = 0.00194`` (per currency), or turned
+    round, ``1 USD = 515.46 KZT`` (per base, how readers in the region think of it), its change
+    turned round too."""
+    data = row.to_json()
+    data["label"] = f"{row.currency}/{row.base} = {row.value_text}"
+    if quote == "per_base" and row.value:
+        data["label"] = (
+            f"1 {row.base} = {format_value(1 / row.value, significant=True)} {row.currency}"
+        )
+        if row.change_pct is not None:
+            inverse = (1 / (1 + row.change_pct / 100) - 1) * 100
+            data["change_text"], data["direction"] = format_change(inverse)
+    return data
+
+
 def preheader(issue: Issue, limit: int = 140) -> str:
     """The inbox preview line: the first headline of each section."""
     heads = [s.articles[0].title for s in issue.sections if s.articles]
@@ -170,7 +188,8 @@ def _context(
             "base": rates.base,
             "date": rates.day,
             "date_text": date_text(rates.day) if rates.day else "",
-            "rows": [r.to_json() for r in rates.rows],
+            "rows": [_quoted(r, options.rates_quote) for r in rates.rows],
+            "quote": options.rates_quote,
         },
         "sections": sections,
         "arrows": {"up": "▲", "down": "▼", "flat": ""},

@@ -110,6 +110,10 @@ class RatesSettings(Section):
     base: str = "USD"
     currencies: list[str] = Field(default_factory=lambda: ["KZT", "KGS", "TJS", "TMT", "UZS"])
     history_file: str = "issues/rates-history.json"
+    quote: Literal["per_currency", "per_base"] = Field(
+        default="per_base",
+        description="per_base: 1 USD = 515.46 KZT; per_currency: KZT/USD = 0.00194",
+    )
 
     @field_validator("base")
     @classmethod

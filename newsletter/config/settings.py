@@ -183,6 +183,7 @@ class Settings(BaseSettings):
             web_url=self.issue.web_url,
             language=self.issue.language,
             text_width=self.build.max_text_line,
+            rates_quote=self.rates.quote,
             organisation=self.sender.organisation,
             postal_address=self.sender.postal_address,
         )
