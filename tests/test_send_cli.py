@@ -80,17 +80,22 @@ def test_send_exit_status_says_what_is_left(cli, smtp_server: SMTPServer, closed
     assert "oliver@example.org" in failures.stdout and "550 5.1.1" in failures.stdout
 
 
-def test_send_without_a_key_is_a_clear_error(cli, smtp_server: SMTPServer) -> None:  # type: ignore[no-untyped-def]
+def test_the_key_is_created_on_first_need_and_kept(
+    cli, workspace: Path, smtp_server: SMTPServer
+) -> None:  # type: ignore[no-untyped-def]
     _prepare(cli)
     env = {k: v for k, v in _smtp_env(smtp_server).items() if "SECRET" not in k}
-    result = cli("send", SAMPLE_DATE, "--list", "weekly", env=env)
+    key = workspace / ".newsletter" / "secret_key"
+    key.unlink(missing_ok=True)
+    first = cli("send", SAMPLE_DATE, "--list", "weekly", "--dry-run", env=env)
+    assert first.code == 0 and f"created a new secret key in {key}" in first.stderr
+    secret = key.read_bytes()
     assert (
-        result.code == 1
-        and "secret key is missing" in result.stderr
-        and "newsletter keygen" in result.stderr
+        secret.decode() not in first.stdout + first.stderr and oct(key.stat().st_mode)[-3:] == "600"
     )
-    assert cli("keygen").code == 0
-    assert cli("send", SAMPLE_DATE, "--list", "weekly", env=env).code == 0
+    second = cli("send", SAMPLE_DATE, "--list", "weekly", env=env)
+    assert second.code == 0 and "created a new secret key" not in second.stderr
+    assert key.read_bytes() == secret  # kept: links in sent issues depend on it
     again = cli("keygen")
     assert again.code == 1 and "exists already" in again.stderr
 
@@ -229,8 +234,13 @@ def test_demo_sends_the_sample_over_smtp_into_the_outbox(cli, workspace: Path) -
     assert len(files) == 17 and "17 sent" in result.stdout and str(outbox) in result.stdout
     msg = email.message_from_bytes(files[0].read_bytes(), policy=email.policy.default)
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-    assert cli("demo", "--date", SAMPLE_DATE).code == 0  # repeatable
-    assert len(list(outbox.iterdir())) == 17
+    assert "the sample list (20 subscribers) is in the workspace database too" in result.stdout
+    assert "weekly" in cli("lists").stdout  # the preview's variant switcher has a list
+    again = cli("demo", "--date", SAMPLE_DATE)  # repeatable
+    assert again.code == 0 and len(list(outbox.iterdir())) == 17
+    assert "workspace database too" not in again.stdout  # a workspace with a list is left alone
+    status = cli("status", SAMPLE_DATE)
+    assert "0 sent" in status.stdout  # the demo's send log is its own: a real send reaches all
 
 
 @pytest.mark.skipif(

@@ -123,3 +123,17 @@ def parse_day(value: str | None, option: str) -> date | None:
 
 def today(settings: Settings) -> date:
     return datetime.now(settings.issue.tz).date()
+
+
+def key_on_first_need(settings: Any) -> None:
+    """Create the signing key the first time one is needed, and say where it is."""
+    from newsletter.delivery.factory import ensure_key
+
+    created = ensure_key(settings)
+    if created is not None:
+        err.print(
+            f"created a new secret key in {created} (mode 600): keep it, links in sent issues "
+            "depend on it; every sender and 'newsletter serve' of this workspace must use the "
+            "same key (copy the file, or set security.secret_key)",
+            markup=False,
+        )

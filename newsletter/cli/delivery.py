@@ -24,6 +24,7 @@ from newsletter.cli.common import (
     EXIT_UNDELIVERED,
     err,
     handles_errors,
+    key_on_first_need,
     out,
     parse_day,
     state,
@@ -200,6 +201,7 @@ def send_command(
     parse_day(issue, "ISSUE")
     if to is not None:
         to = normalise(to)[0]
+    key_on_first_need(st.settings)
     if to is None and not dry_run and not st.settings.sender.postal_address:
         err.print(
             "warning: sender.postal_address is empty: commercial mail must carry the sender's "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -78,12 +78,34 @@ def demo_command(
                 signer=signer,
             )
     code = report(summary, as_json=False)
+    _sample_list_for_the_preview(st, sample)
     files = sorted((outbox / "new").iterdir()) if (outbox / "new").exists() else []
     out.print(f"4. the server stored {len(files)} messages in {outbox}/new/", markup=False)
     if files:
         out.print(f"   open one: less {files[0]}", markup=False)
-    out.print(f"   preview the issue: newsletter preview {issue_day}", markup=False)
+    out.print(
+        f"   preview the issue, each edition of the list: newsletter preview {issue_day}",
+        markup=False,
+    )
     raise typer.Exit(code)
+
+
+def _sample_list_for_the_preview(st: Any, sample: Path) -> None:
+    """A fresh workspace (no subscriber yet) gets the sample list in its own database too, so
+    that the preview after the quickstart has the variant switcher. The demo's send log stays
+    in the demo database: a real send later still reaches everyone."""
+    from newsletter import audience
+    from newsletter.audience.importer import import_csv
+
+    with st.database.connect() as conn:
+        if audience.list_counts(conn):
+            return
+    imported = import_csv(st.database, sample, "weekly", st.settings.vocabulary())
+    out.print(
+        f"   the sample list ({imported.added} subscribers) is in the workspace database too, "
+        "for the preview's variant switcher",
+        markup=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli.common import handles_errors, out, state
+from newsletter.cli.common import handles_errors, key_on_first_need, out, state
 
 
 def serve_command(
@@ -28,6 +28,7 @@ def serve_command(
 
     st = state(ctx)
     settings = st.settings
+    key_on_first_need(settings)
     app = create_app(
         settings,
         st.database,

@@ -6,10 +6,11 @@ the small typed objects it returns.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 from newsletter.config import Settings
 from newsletter.config.sections import RelaySettings
-from newsletter.core.tokens import Signer, load_key
+from newsletter.core.tokens import Signer, load_key, write_key
 from newsletter.delivery.dkim import DKIMSigner
 from newsletter.delivery.options import Limits
 from newsletter.delivery.ratelimit import RateLimiter
@@ -29,6 +30,21 @@ def make_signer(settings: Settings) -> Signer:
         settings.path(settings.security.secret_key_file),
     )
     return Signer(key)
+
+
+def ensure_key(settings: Settings) -> Path | None:
+    """Create the key file on first need (no ``security.secret_key``, no file yet); returns its
+    path when it was just created, so that the caller can say so."""
+    if settings.security.secret_key.get_secret_value():
+        return None
+    path = settings.path(settings.security.secret_key_file)
+    if path.exists():
+        return None
+    try:
+        write_key(path)
+    except FileExistsError:  # made meanwhile by another sender of this workspace
+        return None
+    return path
 
 
 def make_dkim(settings: Settings) -> DKIMSigner | None:
