@@ -244,3 +244,14 @@ def test_rates_can_be_quoted_per_currency_and_no_separator_ends_a_line(settings:
     html = built.rendered.email_html
     rates = re.findall(r'<span class="rate"[^>]*>(.*?)</span>\s*(?=<span class="rate"|</p>)', html)
     assert rates and all(not r.rstrip().endswith("·") for r in rates)  # a "·" starts an item
+
+
+def test_a_link_reference_is_never_alone_on_a_text_line(built: dict[str, str]) -> None:
+    from newsletter.compose.plaintext import wrap
+
+    for width in range(12, 40):
+        for line in wrap("Tenge steadies after the National Bank holds [12]", width).splitlines():
+            assert not re.fullmatch(r"\s*\[\d+\]\s*", line), (width, line)
+    assert not [
+        line for line in built["email.txt"].splitlines() if re.fullmatch(r"\s*\[\d+\]", line)
+    ]

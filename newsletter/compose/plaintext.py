@@ -8,6 +8,7 @@ exceed it, which the build checks report.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from html.parser import HTMLParser
 
@@ -46,16 +47,22 @@ class LinkRefs:
         return len(self._numbers)
 
 
+_REF = re.compile(r" (\[\d+\])")
+_GLUE = "\u00a0"  # not white space to textwrap: a word and its link reference stay together
+
+
 def wrap(text: str, width: int = 78, indent: str = "", first: str | None = None) -> str:
-    """Wrap one paragraph; ``first`` replaces ``indent`` on the first line (bullets)."""
+    """Wrap one paragraph; ``first`` replaces ``indent`` on the first line (bullets). A link
+    reference (``[12]``) stays on the line of the word before it, never alone on a line."""
+    glued = _REF.sub(_GLUE + r"\1", " ".join(text.split()))
     return textwrap.fill(
-        " ".join(text.split()),
+        glued,
         width=width,
         initial_indent=indent if first is None else first,
         subsequent_indent=indent,
         break_long_words=False,
         break_on_hyphens=False,
-    )
+    ).replace(_GLUE, " ")
 
 
 def underline(text: str, char: str = "-", width: int = 78) -> str:
