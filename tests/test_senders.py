@@ -114,8 +114,8 @@ def test_one_rate_limit_for_all_senders_measured_at_the_server(
 def test_a_relay_that_throttles_for_a_while_loses_nothing(
     cli, workspace: Path, smtp_server: SMTPServer, db_url: str
 ) -> None:  # type: ignore[no-untyped-def]
-    env = _world(cli, workspace, db_url, 200)
-    smtp_server.handler.throttle_next = 30  # a relay over its quota answers 454 for a while
+    env = _world(cli, workspace, db_url, 120)
+    smtp_server.handler.throttle_next = 20  # a relay over its quota answers 454 for a while
     procs = _senders(
         workspace,
         env,
@@ -128,7 +128,7 @@ def test_a_relay_that_throttles_for_a_while_loses_nothing(
     results = _finish(procs)
     assert all(code == 0 for code, _ in results), results
     received = Counter(rcpt for rcpt, _, _ in smtp_server.handler.messages)
-    assert len(received) == 200 and max(received.values()) == 1
+    assert len(received) == 120 and max(received.values()) == 1
     db = Database(db_url)
     try:
         with db.connect() as conn:
