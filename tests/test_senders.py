@@ -6,6 +6,7 @@ for a while -> nothing lost. (SQLite keeps one sender: tests/test_locks.py.)"""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -136,3 +137,46 @@ def test_a_relay_that_throttles_for_a_while_loses_nothing(
     finally:
         db.dispose()
     assert slowed and max(slowed) > 0, "the shared rate was never slowed down"
+
+
+def test_a_worker_joins_a_send_started_elsewhere_and_stops_on_sigterm(
+    cli, workspace: Path, smtp_server: SMTPServer, db_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    env = _world(cli, workspace, db_url, 1000)
+    smtp_server.handler.data_delay = 0.01
+    full = {k: v for k, v in os.environ.items() if not k.startswith("NEWSLETTER_")}
+    full.update(env)
+    full.update(
+        {
+            "NEWSLETTER_SMTP__HOST": smtp_server.host,
+            "NEWSLETTER_SMTP__PORT": str(smtp_server.port),
+            "NEWSLETTER_SMTP__SECURITY": "none",
+            "NEWSLETTER_SMTP__CONCURRENCY": "2",
+        }
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "newsletter", "worker", "--poll", "0.2"],
+        cwd=workspace,
+        env=full,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: worker.stderr is not None, 5)
+        (started,) = _senders(workspace, env, smtp_server, 1)
+        code, output = _finish([started])[0]
+        assert code == 0, output
+        wait_until(lambda: len(smtp_server.handler.messages) >= 1000, 60, "every message")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        out, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err
+    received = Counter(rcpt for rcpt, _, _ in smtp_server.handler.messages)
+    assert len(received) == 1000 and max(received.values()) == 1
+    served = int(re.search(r"served, (\d+) sent", out).group(1))  # type: ignore[union-attr]
+    assert 0 < served < 1000, out + err  # the worker took a share of the send
+    assert (
+        "worker needs PostgreSQL"
+        in cli("worker", env={"NEWSLETTER_SECURITY__SECRET_KEY": KEY}).stderr
+    )

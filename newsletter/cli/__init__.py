@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from newsletter.cli import audience, build, delivery, demo, edit, inbound, schedule, web
+from newsletter.cli import audience, build, delivery, demo, edit, inbound, schedule, web, worker
 from newsletter.cli.common import State
 
 app = typer.Typer(
@@ -45,7 +45,7 @@ def root(
     ctx.call_on_close(ctx.obj.close)
 
 
-for _group in (build, edit, audience, delivery, demo, web, schedule, inbound):
+for _group in (build, edit, audience, delivery, demo, web, schedule, inbound, worker):
     _group.register(app)
 
 
