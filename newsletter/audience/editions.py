@@ -1,5 +1,6 @@
 """The one way to render an edition: the issue reduced to an interest set's articles, rendered
-once per distinct article set (a *variant*) however many subscribers, senders or previews ask.
+once per distinct article set (a *variant*) however many subscribers, senders or previews ask,
+with one premailer pass for the whole issue (:class:`~newsletter.compose.inline.Inliner`).
 
 Used by the send (each variant becomes a message template), the preview (a variant or one
 subscriber's edition) and ``newsletter segments`` (sizes per variant).
@@ -10,7 +11,14 @@ from __future__ import annotations
 import threading
 
 from newsletter.audience.segments import edition, edition_urls, variant_id
-from newsletter.compose.render import PLACEHOLDERS, RenderedIssue, RenderOptions, render_issue
+from newsletter.compose.inline import Inliner, inline_css
+from newsletter.compose.render import (
+    PLACEHOLDERS,
+    RenderedIssue,
+    RenderOptions,
+    email_html_raw,
+    render_issue,
+)
 from newsletter.core.interests import Vocabulary
 from newsletter.core.models import Issue
 
@@ -35,6 +43,8 @@ class Editions:
         self._rendered: dict[str, RenderedIssue] = {}
         self._by_interests: dict[str, tuple[str, tuple[str, ...]]] = {}
         self._lock = threading.Lock()
+        self._inliner: Inliner | None = None
+        self._learned = False
 
     def variant_of(self, interests: str) -> tuple[str, tuple[str, ...]]:
         """(variant id, article URLs) of an interest set; ("", ()) when nothing matches."""
@@ -50,10 +60,23 @@ class Editions:
         with self._lock:
             done = self._rendered.get(vid)
         if done is None:
-            done = render_issue(edition(self.issue, urls), self.render, self.links, web=self.web)
+            done = render_issue(
+                edition(self.issue, urls), self.render, self.links, web=self.web, inline=self.inline
+            )
             with self._lock:
                 done = self._rendered.setdefault(vid, done)
         return vid, done
+
+    def inline(self, html: str) -> str:
+        """An edition's email HTML inlined as premailer would, premailer run once per issue:
+        on the full issue the first time, replayed on each edition after."""
+        with self._lock:
+            if not self._learned:
+                full = email_html_raw(self.issue, self.render, self.links)
+                self._inliner, _ = Inliner.learn(full)
+                self._learned = True
+        replayed = self._inliner.apply(html) if self._inliner is not None else None
+        return replayed if replayed is not None else inline_css(html)
 
     def for_interests(self, interests: str) -> tuple[str, RenderedIssue | None]:
         """(variant id, rendered edition) of an interest set; ("", None) when nothing matches."""

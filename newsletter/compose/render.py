@@ -12,19 +12,18 @@ The unsubscribe and preferences links are the placeholders below; delivery fills
 
 from __future__ import annotations
 
-import logging
 import re
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cssutils
 import jinja2
 from markupsafe import Markup
-from premailer import Premailer
 
+from newsletter.compose.inline import inline_css
 from newsletter.compose.plaintext import LinkRefs, html_to_text, underline, wrap
 from newsletter.compose.rates import format_change, format_value
 from newsletter.core.models import Issue, RateRow, date_text
@@ -36,13 +35,6 @@ PLACEHOLDERS: tuple[str, str] = (UNSUBSCRIBE_PLACEHOLDER, PREFERENCES_PLACEHOLDE
 
 HTML_TEMPLATE = "email.html.j2"
 TEXT_TEMPLATE = "email.txt.j2"
-
-# Six-digit colours survive Outlook.com; premailer would otherwise shorten #ffffff to #fff.
-cssutils.ser.prefs.minimizeColorHash = False
-cssutils.log.setLevel(logging.CRITICAL)
-
-_BLANK_LINES = re.compile(r"\n\s*\n+")
-_LEADING_SPACE = re.compile(r"^[ \t]+", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -211,26 +203,14 @@ def _context(
     }
 
 
-def inline_css(html: str) -> str:
-    """Inline the ``<style>`` rules with premailer, keep ``@media`` rules, no network access."""
-    transformed = Premailer(
-        html,
-        allow_network=False,
-        strip_important=False,
-        keep_style_tags=False,
-        remove_classes=False,
-        disable_validation=True,
-        cssutils_logging_level=logging.CRITICAL,
-        exclude_pseudoclasses=True,
-    ).transform()
-    return minify(str(transformed))
-
-
-def minify(html: str) -> str:
-    """Drop indentation and blank lines (not inside ``<pre>``, which is left alone)."""
-    if "<pre" in html:
-        return html
-    return _BLANK_LINES.sub("\n", _LEADING_SPACE.sub("", html)).strip() + "\n"
+def email_html_raw(
+    issue: Issue, options: RenderOptions, links: tuple[str, str] = PLACEHOLDERS
+) -> str:
+    """The email HTML before its CSS is inlined."""
+    env = environment(options.templates_dir)
+    return _render(
+        env, HTML_TEMPLATE, _context(issue, options, "email", links), options.templates_dir
+    )
 
 
 def render_issue(
@@ -239,14 +219,15 @@ def render_issue(
     links: tuple[str, str] = PLACEHOLDERS,
     *,
     web: bool = True,
+    inline: Callable[[str], str] = inline_css,
 ) -> RenderedIssue:
     """The three documents; ``links`` (unsubscribe, preferences) go where the template puts
     its links in email mode: the placeholders by default, the send's slot marks at send time.
-    ``web=False`` (a send) skips the web page, which only the build and the preview use."""
+    ``web=False`` (a send) skips the web page, which only the build and the preview use.
+    ``inline``: premailer by default; the editions of one issue share one premailer pass
+    (:class:`~newsletter.compose.inline.Inliner`)."""
     env = environment(options.templates_dir)
-    email_raw = _render(
-        env, HTML_TEMPLATE, _context(issue, options, "email", links), options.templates_dir
-    )
+    email_raw = email_html_raw(issue, options, links)
     web_html = (
         _render(env, HTML_TEMPLATE, _context(issue, options, "web"), options.templates_dir)
         if web
@@ -258,7 +239,7 @@ def render_issue(
     text_context["width"] = options.text_width
     text_context["to_text"] = lambda fragment: html_to_text(str(fragment), refs, options.text_width)
     email_txt = _render(env, TEXT_TEMPLATE, text_context, options.templates_dir)
-    return RenderedIssue(inline_css(email_raw), _tidy_text(email_txt), web_html)
+    return RenderedIssue(inline(email_raw), _tidy_text(email_txt), web_html)
 
 
 def _tidy_text(text: str) -> str:

@@ -1,10 +1,11 @@
-"""What the send loop works with: the :class:`Host` it runs for, and the :class:`Job` each
-message is while it waits for a worker."""
+"""What the send loop works with: the :class:`Host` it runs for, the :class:`Job` each
+message is while it waits for a worker, and its :class:`Queries` (run in the database thread)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from newsletter.core.models import Issue
@@ -13,6 +14,7 @@ from newsletter.delivery.dkim import DKIMSigner
 from newsletter.delivery.message import Draft, MessageTemplate
 from newsletter.delivery.options import Limits
 from newsletter.delivery.transports import Transport
+from newsletter.storage import locks
 from newsletter.storage.db import Database
 
 
@@ -44,3 +46,32 @@ class Job(NamedTuple):
     signatures: asyncio.Future[list[str]] | None  # with DKIM: its chunk's signatures
     slot: int  # its place in that chunk
     claimed: float  # monotonic time of the claim
+
+
+class Queries:
+    """The send loop's database work, each call one transaction (in the database thread)."""
+
+    def __init__(self, db: Database, issue: str, owner: str, bounce_limit: int) -> None:
+        self.db, self.issue, self.owner, self.bounce_limit = db, issue, owner, bounce_limit
+
+    def write(self, batch: list[sendlog.Outcome]) -> int:
+        """Record outcomes; how many subscribers became bounced."""
+        with self.db.connect() as conn, conn.begin():
+            return len(sendlog.record(conn, batch, self.bounce_limit))
+
+    def claim(self, want: int) -> list[sendlog.Claimed]:
+        with self.db.connect() as conn, conn.begin():
+            return sendlog.claim(conn, self.issue, self.owner, want)
+
+    def next_retry(self) -> datetime | None:
+        with self.db.connect() as conn:
+            return sendlog.next_retry(conn, self.issue)
+
+    def statuses(self, ids: list[int]) -> dict[int, str]:
+        with self.db.connect() as conn:
+            return sendlog.statuses(conn, ids)
+
+    def beat(self) -> bool:
+        """Refresh the send's lock (SQLite: one sender); False when it is not ours any more."""
+        with self.db.connect() as conn, conn.begin():
+            return locks.heartbeat(conn, f"send:{self.issue}", self.owner)

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 from newsletter.core.clock import now
 from newsletter.core.smtpreplies import judge, status_of
 from newsletter.core.states import SUPPRESSED, ReturnKind, RunOutcome, SendState, SubscriberStatus
+from newsletter.delivery import pgqueue
 from newsletter.storage.db import (
     DriverSQL,
     dialect_insert,
@@ -112,7 +113,7 @@ class Claimed(NamedTuple):
 _CLAIM = """
 SELECT l.id, l.subscriber_id, s.email, s.name, s.status, s.interests, l.attempts
 FROM send_log l JOIN subscribers s ON s.id = l.subscriber_id
-WHERE l.issue = ? AND {where} ORDER BY {order} LIMIT ?{lock}"""
+WHERE l.issue = ? AND {where} ORDER BY {order} LIMIT ?"""
 _CLAIM_QUEUED = ("l.state = 'queued'", "l.id")
 _CLAIM_DUE = ("l.state = 'deferred' AND l.next_attempt_at <= ?", "l.next_attempt_at, l.id")
 _MARK_SENDING = (
@@ -130,15 +131,19 @@ def claim(conn: Connection, issue: str, owner: str, limit: int) -> list[Claimed]
     """
     driver = DriverSQL(conn)
     stamp = driver.datetime(now())
-    lock = " FOR UPDATE OF l SKIP LOCKED" if driver.dialect.name == "postgresql" else ""
+    postgresql = driver.dialect.name == "postgresql"
     rows: list[Claimed] = []
     for (where, order), extra in ((_CLAIM_QUEUED, ()), (_CLAIM_DUE, (stamp,))):
         want = limit - len(rows)
         if want <= 0:
             break
-        query = driver.sql(_CLAIM.format(where=where, order=order, lock=lock))
+        if postgresql:  # picked and marked in one statement, locked FOR UPDATE SKIP LOCKED
+            found = pgqueue.claim(conn, where, order, (issue, *extra, want), (owner, stamp, stamp))
+            rows += [Claimed(*r) for r in found]
+            continue
+        query = driver.sql(_CLAIM.format(where=where, order=order))
         rows += [Claimed(*r) for r in conn.exec_driver_sql(query, (issue, *extra, want)).fetchall()]
-    if rows:
+    if rows and not postgresql:
         conn.exec_driver_sql(driver.sql(_MARK_SENDING), [(owner, stamp, stamp, r.id) for r in rows])
     return rows
 
@@ -178,24 +183,22 @@ def record(conn: Connection, outcomes: list[Outcome], bounce_limit: int) -> list
     driver = DriverSQL(conn)
     moment = now()
     stamp = driver.datetime(moment)
-    conn.exec_driver_sql(
-        driver.sql(_RECORD),
-        [
-            (
-                o.state,
-                o.code,
-                o.reply[:500],
-                o.variant,
-                o.relay[:40],
-                driver.datetime(o.retry_at),
-                stamp if o.state == SendState.SENT else None,
-                1 if o.tried else 0,
-                stamp,
-                o.id,
-            )
-            for o in outcomes
-        ],
-    )
+    rows = [
+        (
+            o.state,
+            o.code,
+            o.reply[:500],
+            o.variant,
+            o.relay[:40],
+            driver.datetime(o.retry_at),
+            stamp if o.state == SendState.SENT else None,
+            1 if o.tried else 0,
+            o.id,
+        )
+        for o in outcomes
+    ]
+    if driver.dialect.name != "postgresql" or not pgqueue.record(conn, stamp, rows):
+        conn.exec_driver_sql(driver.sql(_RECORD), [(*r[:-1], stamp, r[-1]) for r in rows])
     hard = [  # a refusal aimed at the sender (block list, policy, DMARC) is not the address's
         o.subscriber_id
         for o in outcomes

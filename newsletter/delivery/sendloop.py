@@ -22,13 +22,13 @@ import asyncio
 import logging
 import re
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from newsletter.core.clock import now
 from newsletter.core.models import Issue
 from newsletter.core.states import SendState, SubscriberStatus
 from newsletter.delivery import senders, sendlog, supervise, warmup
-from newsletter.delivery.loopparts import Host, Job
+from newsletter.delivery.loopparts import Host, Job, Queries
 from newsletter.delivery.message import Draft, Recipient
 from newsletter.delivery.options import SendOptions, SendSummary
 from newsletter.delivery.ratelimit import RateLimiter
@@ -37,10 +37,8 @@ from newsletter.delivery.sharedrate import SharedRateLimiter
 from newsletter.delivery.signing import SigningProcesses
 from newsletter.delivery.transports import Delivery
 from newsletter.errors import TransportError
-from newsletter.storage import locks
 
 log = logging.getLogger(__name__)
-
 
 SIGN_CHUNK = 16  # DKIM signatures per job given to a signing process
 THROTTLED = re.compile(r"throttl|rate limit|too many (?:messages|connections)|slow down", re.I)
@@ -66,14 +64,15 @@ class SendLoop:
         self.limits = sender.limits
         self.batch = limiter.claim_size(self.limits.batch)
         self.queue: asyncio.Queue[Job | None] = asyncio.Queue(maxsize=self.batch)
+        self.single = sender.db.backend != "postgresql"
         self.db = DatabaseThread()
-        self.recorder = Recorder(self.db, self._write, self._report_progress)
+        self.queries = Queries(sender.db, options.issue, sender.owner, self.limits.bounce_limit)
+        self.recorder = Recorder(self.db, self.queries.write, self._report_progress)
         self.tries: dict[int, int] = {}
         self.refusals = supervise.RefusalGuard(self.limits.pause_ratio, self.limits.pause_window)
         self.pause: list[str] = []  # why the send pauses (first reason wins)
         self.errors_in_row = self.submitted = self.untried = 0
         self.from_address = sender.from_address
-        self.single = sender.db.backend != "postgresql"
         self.crew = (
             None
             if self.single
@@ -87,27 +86,6 @@ class SendLoop:
     @property
     def halted(self) -> bool:
         return bool(self.pause) or self.sender.stop_requests > 0
-
-    # -- the send log (in the database thread) -------------------------------------------------
-    def _write(self, batch: list[sendlog.Outcome]) -> int:
-        with self.sender.db.connect() as conn, conn.begin():
-            return len(sendlog.record(conn, batch, self.limits.bounce_limit))
-
-    def _claim(self, want: int) -> list[sendlog.Claimed]:
-        with self.sender.db.connect() as conn, conn.begin():
-            return sendlog.claim(conn, self.options.issue, self.sender.owner, want)
-
-    def _next_retry(self) -> datetime | None:
-        with self.sender.db.connect() as conn:
-            return sendlog.next_retry(conn, self.options.issue)
-
-    def _statuses(self, ids: list[int]) -> dict[int, str]:
-        with self.sender.db.connect() as conn:
-            return sendlog.statuses(conn, ids)
-
-    def _beat(self) -> bool:
-        with self.sender.db.connect() as conn, conn.begin():
-            return locks.heartbeat(conn, f"send:{self.options.issue}", self.sender.owner)
 
     def _report_progress(self) -> None:
         s = self.summary
@@ -283,7 +261,7 @@ class SendLoop:
         """Drop whoever stopped being active since their row was claimed (a rate limit or a
         slow server can keep a claimed row waiting for a while)."""
         ids = [job.row.subscriber_id for job in batch]
-        statuses = await self.db.call("read subscriber statuses", self._statuses, ids)
+        statuses = await self.db.call("read subscriber statuses", self.queries.statuses, ids)
         keep = []
         for job in batch:
             status = statuses.get(job.row.subscriber_id, "deleted")
@@ -294,40 +272,64 @@ class SendLoop:
         return keep
 
     # -- the loop ------------------------------------------------------------------------------
-    async def feed(self) -> None:
-        """Claim rows and queue their messages until the queue is empty and nothing is due."""
+    async def _next_rows(self) -> list[sendlog.Claimed] | None:
+        """The next claim (None: the limit or today's warm-up cap is reached)."""
         limit, batch = self.options.limit, self.batch
-        while not self.halted:
-            room = None if limit is None else limit - self.submitted
-            if room is not None and room <= 0:
-                break
-            want = await self.gate.allow(min(batch, room or batch))
-            if not want:
-                self.pause.append(self.gate.reached())
-                break
-            rows = await self.db.call("claim messages", self._claim, want)
-            await self.gate.unused(want - len(rows))
-            if not rows:
-                await self.queue.join()
-                await self.recorder.flushed()
-                if self.untried:  # given back after a lost connection: claim them again
-                    self.untried = 0
-                    continue
-                wake = await self.db.call("find the next retry", self._next_retry)
-                if wake is None and self.crew and await self.crew.others_busy():
-                    await asyncio.sleep(self.crew.every / 2)  # theirs come back if they die
-                    continue
-                if wake is None or self.halted:
+        room = None if limit is None else limit - self.submitted
+        if room is not None and room <= 0:
+            return None
+        want = await self.gate.allow(min(batch, room or batch))
+        if not want:
+            self.pause.append(self.gate.reached())
+            return None
+        rows = await self.db.call("claim messages", self.queries.claim, want)
+        await self.gate.unused(want - len(rows))
+        return rows
+
+    async def feed(self) -> None:
+        """Claim rows and queue their messages until nothing is left or due; the next claim
+        runs while one's messages are queued (no limit): workers never wait for the database."""
+        ahead: asyncio.Task[list[sendlog.Claimed] | None] | None = None
+        try:
+            while not self.halted:
+                rows = await (ahead or self._next_rows())
+                ahead = None
+                if rows is None:
                     break
-                await asyncio.sleep(max(0.0, min(1.0, (wake - now()).total_seconds())))
-                continue
-            for job in self.jobs(rows):
-                self.submitted += 1
-                await self.queue.put(job)
-            self.summary.variants = self.sender.variant_count
+                if not rows:
+                    if await self._drained():
+                        break
+                    continue
+                if len(rows) == self.batch and self.options.limit is None:
+                    ahead = asyncio.ensure_future(self._next_rows())
+                for job in self.jobs(rows):
+                    self.submitted += 1
+                    await self.queue.put(job)
+                self.summary.variants = self.sender.variant_count
+        finally:
+            if ahead is not None:  # claimed for nothing: the rows go back to the queue
+                for row in await ahead or []:
+                    self.give_back(row)
+
+    async def _drained(self) -> bool:
+        """Nothing to claim: after what is in flight, True when the send is over (else there
+        is more: given-back rows, retries due, other senders')."""
+        await self.queue.join()
+        await self.recorder.flushed()
+        if self.untried:  # given back after a lost connection: claim them again
+            self.untried = 0
+            return False
+        wake = await self.db.call("find the next retry", self.queries.next_retry)
+        if wake is None and self.crew and await self.crew.others_busy():
+            await asyncio.sleep(self.crew.every / 2)  # theirs come back if they die
+            return False
+        if wake is None or self.halted:
+            return True
+        await asyncio.sleep(max(0.0, min(1.0, (wake - now()).total_seconds())))
+        return False
 
     async def _lock_beat(self) -> bool:
-        return await self.db.call("refresh the send lock", self._beat)
+        return await self.db.call("refresh the send lock", self.queries.beat)
 
     async def _crew_beat(self) -> bool:
         assert self.crew is not None
