@@ -433,3 +433,29 @@ def test_times_written_by_the_send_loop_read_back_like_any_other(world, settings
             ).all()
             shapes = {re.sub(r"\d", "9", value) for row in raw for value in row}
             assert shapes == {"9999-99-99 99:99:99.999999"}, shapes
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_list_larger_than_the_first_queued_is_sent_whole_as_its_rest_is_queued(  # type: ignore[no-untyped-def]
+    world, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a send queues its first subscribers and starts; the rest is queued beside
+    the sending: everyone still gets their edition once, and the progress total is the list's."""
+    from newsletter.delivery import sender as sender_module
+
+    monkeypatch.setattr(sender_module, "FIRST_QUEUED", 4)
+    settings, db, server = world
+    totals: list[int] = []
+    sender = Sender(
+        send_setup(settings),
+        db,
+        make_transport(settings),
+        SIGNER,
+        limits=replace(make_limits(settings), batch=3),
+        progress=lambda done, total: totals.append(total),
+    )
+    summary = asyncio.run(sender.run(SendOptions(DAY, "weekly")))
+    assert (summary.queued_now, summary.sent, summary.skipped) == (18, 17, 1)
+    assert summary.outcome == "complete" and totals[-1] == 18 and totals == sorted(totals)
+    received = [m[0] for m in server.handler.messages]
+    assert len(received) == len(set(received)) == 17

@@ -19,7 +19,7 @@ def _queue(db: Database, vocabulary: Vocabulary, count: int) -> None:
     with db.connect() as conn, conn.begin():
         for i in range(count):
             add(conn, f"r{i}@example.org", "weekly", vocabulary, name=f"R {i}")
-        assert sendlog.enqueue(conn, ISSUE, list_id(conn, "weekly")) == count
+        assert sendlog.enqueue(conn, ISSUE, list_id(conn, "weekly")) == (count, None)
 
 
 def test_claims_mark_rows_and_never_hand_one_out_twice(
@@ -72,3 +72,19 @@ def test_outcomes_are_written_and_a_row_named_twice_ends_as_its_last_outcome(
     assert (rows[b.id].state, rows[b.id].last_code, rows[b.id].sent_at) == ("failed", 550, None)
     assert (rows[c.id].state, rows[c.id].relay, rows[c.id].attempts) == ("sent", "main", 1)
     assert {r.claimed_by for r in rows.values()} == {None}
+
+
+def test_a_list_queued_in_two_steps_queues_everyone_once(
+    db: Database, vocabulary: Vocabulary
+) -> None:
+    with db.connect() as conn, conn.begin():
+        for i in range(30):
+            add(conn, f"r{i}@example.org", "weekly", vocabulary)
+        lid = list_id(conn, "weekly")
+        added, last = sendlog.enqueue(conn, ISSUE, lid, limit=12)
+        assert added == 12 and last is not None
+        assert sendlog.enqueue(conn, ISSUE, lid, after=last) == (18, None)
+        assert sendlog.enqueue(conn, ISSUE, lid) == (0, None)  # a rerun queues nobody twice
+    with db.connect() as conn:
+        ids = [r for (r,) in conn.execute(select(send_log.c.subscriber_id))]
+    assert len(ids) == len(set(ids)) == 30

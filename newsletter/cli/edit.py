@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from newsletter.cli.common import handles_errors, out, parse_day, state, warn
-from newsletter.compose.plan import Plan
 from newsletter.core.models import Issue
 from newsletter.errors import EditError
+
+if TYPE_CHECKING:  # imported where used: every command loads this module
+    from newsletter.compose.plan import Plan
 
 VERBS = ("list", "drop", "restore", "move", "country", "intro", "reset")
 

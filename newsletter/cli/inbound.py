@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from newsletter.cli.common import err, handles_errors, out, state
 from newsletter.errors import DatabaseError
-from newsletter.inbound.service import Tally
+
+if TYPE_CHECKING:  # imported where used: every command loads this module
+    from newsletter.inbound.service import Tally
 
 bounces_app = typer.Typer(
     help="Returned mail: bounces, complaints and mailto unsubscribes.\n\n"

@@ -23,24 +23,18 @@ import ipaddress
 import socket
 import threading
 import zlib
-from dataclasses import dataclass
 from urllib.parse import urljoin
 
 import httpx
 
+from newsletter.compose.options import FetchLimits
 from newsletter.core.redact import mask_url
 from newsletter.errors import SourceError
 
+__all__ = ["FetchLimits", "fetch_url"]
+
 USER_AGENT = "newsletter/0.1 (+https://github.com/newsletter)"
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
-
-
-@dataclass(frozen=True)
-class FetchLimits:
-    timeout: float = 20.0  # seconds for the whole fetch
-    max_bytes: int = 10_000_000  # as received, and again as decompressed
-    max_redirects: int = 5
-    allow_private: bool = False  # may a redirect lead to a non-public address
 
 
 def fetch_url(url: str, limits: FetchLimits) -> bytes:

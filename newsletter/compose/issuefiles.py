@@ -15,14 +15,16 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from newsletter.compose.checks import check_html, check_text
 from newsletter.compose.options import IssueConfig
 from newsletter.compose.render import RenderedIssue, render_issue
-from newsletter.compose.select import ComposeOptions, compose_issue, with_plan
 from newsletter.core.models import Article, Issue, RateRow, RatesHeader, Section, Window
 from newsletter.errors import BuildCheckError, IssueNotFoundError
+
+if TYPE_CHECKING:  # composing (feeds, Markdown) is imported where it runs: a send only loads
+    from newsletter.compose.select import ComposeOptions
 
 MANIFEST_FORMAT = 1
 SELECTION_FILE = "selection.json"  # the automatic selection, before the editor's plan
@@ -108,6 +110,8 @@ def build_issue(
 ) -> BuildResult:
     """Compose, render and check an issue in memory (nothing is written): the automatic
     selection, with the editor's plan applied."""
+    from newsletter.compose.select import compose_issue
+
     return finish_issue(config, compose_issue(config, options), strict=strict)
 
 
@@ -132,6 +136,8 @@ def rebuild_from_selection(
 def finish_issue(
     config: IssueConfig, selection: Issue, *, strict: bool | None = None
 ) -> BuildResult:
+    from newsletter.compose.select import with_plan
+
     issue = with_plan(config, selection)
     rendered = render_issue(issue, config.render)
     problems = check_html(rendered.email_html, "email.html", max_kb=config.max_html_kb)

@@ -10,8 +10,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, tzinfo
 from pathlib import Path
 
-from newsletter.compose.fetch import FetchLimits
 from newsletter.compose.render import RenderOptions
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    """How a feed or document is fetched (:mod:`newsletter.compose.fetch`)."""
+
+    timeout: float = 20.0  # seconds for the whole fetch
+    max_bytes: int = 10_000_000  # as received, and again as decompressed
+    max_redirects: int = 5
+    allow_private: bool = False  # may a redirect lead to a non-public address
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from newsletter.compose.fetch import FetchLimits
-from newsletter.compose.options import IssueConfig
+from newsletter.compose.options import FetchLimits, IssueConfig
 from newsletter.compose.render import RenderOptions
 from newsletter.config.sections import (
     BouncesSettings,

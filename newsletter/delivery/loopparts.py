@@ -12,7 +12,8 @@ from newsletter.core.models import Issue
 from newsletter.delivery import sendlog
 from newsletter.delivery.dkim import DKIMSigner
 from newsletter.delivery.message import Draft, MessageTemplate
-from newsletter.delivery.options import Limits
+from newsletter.delivery.options import Limits, SendSummary
+from newsletter.delivery.recorder import DatabaseThread
 from newsletter.delivery.transports import Transport
 from newsletter.storage import locks
 from newsletter.storage.db import Database
@@ -75,3 +76,37 @@ class Queries:
         """Refresh the send's lock (SQLite: one sender); False when it is not ours any more."""
         with self.db.connect() as conn, conn.begin():
             return locks.heartbeat(conn, f"send:{self.issue}", self.owner)
+
+
+class Backfill:
+    """The rest of the list, queued beside the send (on PostgreSQL a send queues its first
+    subscribers, then starts), in a database thread of its own: claims never wait for it."""
+
+    def __init__(self, queue_rest: Callable[[], int] | None, summary: SendSummary) -> None:
+        self._queue_rest, self._summary = queue_rest, summary
+        self.added = 0  # rows the rest queued (the send's total grows by as many)
+        self._done = asyncio.Event()
+        self._db: DatabaseThread | None = None
+        self._fresh = False  # rows queued that no claim has looked for yet
+        if queue_rest is None:
+            self._done.set()
+
+    async def run(self) -> None:
+        """Queue the rest (a database error that outlasts the retries stops the send)."""
+        if self._queue_rest is None:
+            return
+        self._db = DatabaseThread()
+        self.added = added = await self._db.call("queue the rest of the list", self._queue_rest)
+        self._summary.queued_now += added
+        self._fresh = added > 0
+        self._done.set()
+
+    async def finished(self) -> bool:
+        """Once the rest is queued: True the first time after it queued anyone."""
+        await self._done.wait()
+        fresh, self._fresh = self._fresh, False
+        return fresh
+
+    def shutdown(self) -> None:
+        if self._db is not None:
+            self._db.shutdown()

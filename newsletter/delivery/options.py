@@ -62,6 +62,11 @@ class SendSummary:
     )  # the whole log of this issue after the run
 
     @property
+    def done(self) -> int:
+        """Messages of this run with an outcome (sent, failed, deferred for good, skipped)."""
+        return self.sent + self.failed + self.deferred + self.skipped
+
+    @property
     def remaining(self) -> int:
         return (
             self.totals.get(SendState.QUEUED, 0)

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 
 from newsletter.audience.editions import Editions
@@ -43,6 +44,10 @@ from newsletter.delivery.transports import Transport
 from newsletter.errors import MessageError, TransportError
 from newsletter.storage import locks
 from newsletter.storage.db import Database
+
+# On PostgreSQL a send queues this many subscribers before its first message; the rest of the
+# list is queued beside the sending (20,000 rows took 0.28 s that every message waited for).
+FIRST_QUEUED = 2000
 
 
 @dataclass(frozen=True)
@@ -239,6 +244,10 @@ class Sender:
             return RateLimiter(per_second, per_hour, recent)
         return SharedRateLimiter(self.db, per_second, per_hour)
 
+    def _queue_rest(self, issue: str, list_id: int, after: int) -> int:
+        with self.db.connect() as conn, conn.begin():
+            return sendlog.enqueue(conn, issue, list_id, after=after)[0]
+
     async def _send(self, issue: Issue, options: SendOptions, summary: SendSummary) -> None:
         single = self.db.backend != "postgresql"
         lock = f"send:{options.issue}"
@@ -250,7 +259,9 @@ class Sender:
                 senders.register(conn, self.owner, options.issue)
                 senders.requeue_dead(conn, options.issue, self.limits.sender_timeout)
             sendlog.recover(conn, options.issue, single_sender=single)
-            summary.queued_now = sendlog.enqueue(conn, options.issue, lid)
+            # PostgreSQL: the first subscribers now, the rest while their messages go out
+            first = None if single else FIRST_QUEUED
+            summary.queued_now, last = sendlog.enqueue(conn, options.issue, lid, limit=first)
             run_id = sendlog.start_run(conn, options.issue, options.list_name, options.origin)
             recent = (
                 sendlog.sent_since(conn, now() - timedelta(hours=1))
@@ -267,6 +278,7 @@ class Sender:
                 summary,
                 self._limiter(single, recent),
                 total,
+                None if last is None else partial(self._queue_rest, options.issue, lid, last),
             ).run()
         except TransportError as exc:
             summary.paused = str(exc)

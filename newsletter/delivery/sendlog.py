@@ -35,9 +35,27 @@ LEASE = timedelta(minutes=10)  # a claim older than this belongs to a dead sende
 # -- queue ---------------------------------------------------------------------------------------
 
 
-def enqueue(conn: Connection, issue: str, list_id: int) -> int:
-    """Queue every active member of the list not yet in the log for this issue."""
+def enqueue(
+    conn: Connection, issue: str, list_id: int, *, after: int = 0, limit: int | None = None
+) -> tuple[int, int | None]:
+    """Queue the active members of the list not yet in the log for this issue: those with a
+    subscriber id above ``after``, the first ``limit`` of them by id (all: None). Returns how
+    many were queued and the last subscriber id looked at (None: no member is left after it)."""
     stamp = now()
+    member = and_(
+        memberships.c.list_id == list_id,
+        subscribers.c.status == SubscriberStatus.ACTIVE,
+        subscribers.c.id > after,
+    )
+    members = subscribers.join(memberships, memberships.c.subscriber_id == subscribers.c.id)
+    last: int | None = None
+    if limit is not None:
+        ids = select(subscribers.c.id).select_from(members).where(member)
+        chunk = ids.order_by(subscribers.c.id).limit(limit).subquery()
+        last = conn.execute(select(func.max(chunk.c.id))).scalar()
+        if last is None:
+            return 0, None
+        member = and_(member, subscribers.c.id <= last)
     source = (
         select(
             bindparam("issue", issue),
@@ -50,8 +68,8 @@ def enqueue(conn: Connection, issue: str, list_id: int) -> int:
             bindparam("q", stamp, type_=send_log.c.queued_at.type),
             bindparam("u", stamp, type_=send_log.c.updated_at.type),
         )
-        .select_from(subscribers.join(memberships, memberships.c.subscriber_id == subscribers.c.id))
-        .where(memberships.c.list_id == list_id, subscribers.c.status == SubscriberStatus.ACTIVE)
+        .select_from(members)
+        .where(member)
     )
     stmt = (
         dialect_insert(conn, send_log)
@@ -72,9 +90,12 @@ def enqueue(conn: Connection, issue: str, list_id: int) -> int:
         .on_conflict_do_nothing()
     )
     in_log = select(func.count()).select_from(send_log).where(send_log.c.issue == issue)
+    in_log = in_log.where(send_log.c.subscriber_id > after)
+    if last is not None:
+        in_log = in_log.where(send_log.c.subscriber_id <= last)
     before = int(conn.execute(in_log).scalar() or 0)
     conn.execute(stmt)  # rowcount of INSERT ... SELECT is not reliable across drivers
-    return int(conn.execute(in_log).scalar() or 0) - before
+    return int(conn.execute(in_log).scalar() or 0) - before, last
 
 
 def recover(conn: Connection, issue: str, *, single_sender: bool) -> int:

@@ -22,13 +22,14 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from newsletter.core.clock import now
 from newsletter.core.models import Issue
 from newsletter.core.states import SendState, SubscriberStatus
 from newsletter.delivery import senders, sendlog, supervise, warmup
-from newsletter.delivery.loopparts import Host, Job, Queries
+from newsletter.delivery.loopparts import Backfill, Host, Job, Queries
 from newsletter.delivery.message import Draft, Recipient
 from newsletter.delivery.options import SendOptions, SendSummary
 from newsletter.delivery.ratelimit import RateLimiter
@@ -58,6 +59,7 @@ class SendLoop:
         summary: SendSummary,
         limiter: RateLimiter | SharedRateLimiter,
         total: int,
+        queue_rest: Callable[[], int] | None = None,
     ) -> None:
         self.sender, self.issue, self.options = sender, issue, options
         self.summary, self.limiter, self.total = summary, limiter, total
@@ -73,23 +75,19 @@ class SendLoop:
         self.pause: list[str] = []  # why the send pauses (first reason wins)
         self.errors_in_row = self.submitted = self.untried = 0
         self.from_address = sender.from_address
-        self.crew = (
-            None
-            if self.single
-            else senders.Crew(sender.db, sender.owner, options.issue, self.limits.sender_timeout)
-        )
+        crew = senders.Crew(sender.db, sender.owner, options.issue, self.limits.sender_timeout)
+        self.crew = None if self.single else crew
         self.throttled = False  # a throttling reply came: the rate slows for every sender
         self.gate = warmup.Gate(sender.db, self.limits.warmup)
-        dkim = sender.dkim
-        self.signing = SigningProcesses(dkim.key_pem()) if dkim is not None else None
+        self.signing = SigningProcesses(sender.dkim.key_pem()) if sender.dkim else None
+        self.rest = Backfill(queue_rest, summary)  # the rest of the list, queued beside
 
     @property
     def halted(self) -> bool:
         return bool(self.pause) or self.sender.stop_requests > 0
 
     def _report_progress(self) -> None:
-        s = self.summary
-        self.sender.progress(s.sent + s.failed + s.deferred + s.skipped, self.total)
+        self.sender.progress(self.summary.done, self.total + self.rest.added)
 
     # -- outcomes ------------------------------------------------------------------------------
     def settle(self, row: sendlog.Claimed, vid: str, delivery: Delivery) -> None:
@@ -316,7 +314,7 @@ class SendLoop:
         is more: given-back rows, retries due, other senders')."""
         await self.queue.join()
         await self.recorder.flushed()
-        if self.untried:  # given back after a lost connection: claim them again
+        if await self.rest.finished() or self.untried:  # newly queued, or given back: claim again
             self.untried = 0
             return False
         wake = await self.db.call("find the next retry", self.queries.next_retry)
@@ -363,6 +361,7 @@ class SendLoop:
                     )
                 )
                 writer = group.create_task(self.recorder.run())
+                group.create_task(self.rest.run())
                 if self.signing is not None:
                     await self.signing.start()
                 workers = [group.create_task(self.worker()) for _ in range(self.limits.concurrency)]
@@ -396,5 +395,6 @@ class SendLoop:
         if self.signing is not None:
             await self.signing.close()
         self.db.shutdown()
+        self.rest.shutdown()
         self._report_progress()
         self.summary.stopped = self.sender.stop_requests > 0
