@@ -287,7 +287,7 @@ def _signing_children() -> list[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if stat.rsplit(")", 1)[1].split()[1] == me and b"newsletter.delivery.signing" in cmdline:
+        if stat.rsplit(")", 1)[1].split()[1] == me and b"newsletter.delivery.signworker" in cmdline:
             found.append(int(entry.name))
     return found
 

@@ -24,6 +24,7 @@ SIGNED_HEADERS = (
     "mime-version",
     "content-type",
 )
+PERSONAL = frozenset(("to", "message-id", "list-unsubscribe"))  # differ in every message
 # Named once more than they occur (RFC 6376, 8.15): a second From or Subject added on the way
 # breaks the signature instead of riding on it.
 OVERSIGNED = ("from", "subject")
@@ -59,8 +60,9 @@ def canonical_header(name: str, value: str) -> bytes:
     """DKIM relaxed header canonicalisation (RFC 6376, 3.4.2), to the letter: unfold (drop
     every CRLF), runs of WSP (space and tab only: nothing else is white space here) to one
     space, no WSP at the end of the value or around the colon, the name in lower case."""
-    unfolded = _HEADER_WSP.sub(" ", value.replace("\r\n", "")).strip(" ")
-    return (name.lower().rstrip(" \t") + ":" + unfolded).encode("utf-8")
+    if "\r" in value or "\t" in value or "  " in value:  # folded, or runs of white space
+        value = _HEADER_WSP.sub(" ", value.replace("\r\n", ""))
+    return (name.lower().rstrip(" \t") + ":" + value.strip(" ")).encode("utf-8")
 
 
 class DKIMSigner:
@@ -80,25 +82,39 @@ class DKIMSigner:
             raise KeyFileError("the DKIM key must be an RSA key (rsa-sha256)", path=key_file)
         self.domain, self.selector = domain, selector
         self._key = key
+        self._canonical: dict[tuple[str, str], bytes] = {}  # the fields every message shares
         self._padding, self._hash = padding.PKCS1v15(), hashes.SHA256()
 
     def prepare(
-        self, headers: list[tuple[str, str]], canon_body: bytes, timestamp: int
+        self, headers: list[tuple[str, str]], body_hash: bytes, timestamp: int
     ) -> tuple[str, bytes]:
-        """(the DKIM-Signature value without b=, the bytes to sign): cheap, done inline."""
+        """(the DKIM-Signature value without b=, the bytes to sign): cheap, done inline.
+        ``body_hash``: SHA-256 of the canonical body (:func:`canonical_body`)."""
         signed = [(n, v) for n, v in headers if n.lower() in SIGNED_HEADERS]
         names = [n.lower() for n, _ in signed]
         names += [n for n in OVERSIGNED if n in names]  # each occurs once in our messages
-        bh = base64.b64encode(hashlib.sha256(canon_body).digest()).decode()
+        bh = base64.b64encode(body_hash).decode()
         value = (
             f"v=1; a=rsa-sha256; c=relaxed/relaxed; d={self.domain}; s={self.selector}; "
             f"t={timestamp}; h={':'.join(names)}; bh={bh}; b="
         )
         # Every field named in h= once, in order; the extra names select nothing (null).
-        data = b"".join(canonical_header(n, v) + CRLF for n, v in signed) + canonical_header(
+        data = b"".join(self._canonical_field(n, v) for n, v in signed) + canonical_header(
             "DKIM-Signature", value
         )
         return value, data
+
+    def _canonical_field(self, name: str, value: str) -> bytes:
+        """A field's canonical form and CRLF; those every message of a send shares (From,
+        Subject, List-Id...) canonicalised once (at most 256 kept)."""
+        if name.lower() in PERSONAL:
+            return canonical_header(name, value) + CRLF
+        known = self._canonical.get((name, value))
+        if known is None:
+            if len(self._canonical) >= 256:
+                self._canonical.clear()
+            known = self._canonical[(name, value)] = canonical_header(name, value) + CRLF
+        return known
 
     def key_pem(self) -> bytes:
         """The private key (PKCS#8 PEM), for the signing processes; never printed."""
@@ -116,5 +132,5 @@ class DKIMSigner:
         return base64.b64encode(self._key.sign(data, self._padding, self._hash)).decode()
 
     def signature(self, headers: list[tuple[str, str]], canon_body: bytes, timestamp: int) -> str:
-        value, data = self.prepare(headers, canon_body, timestamp)
+        value, data = self.prepare(headers, hashlib.sha256(canon_body).digest(), timestamp)
         return value + self.sign(data)

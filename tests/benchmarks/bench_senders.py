@@ -165,14 +165,25 @@ def main() -> None:
                     )
             key = root / "dkim.pem"
             make_key(key)
-            plain = run_child(make_workspace(root, 5000, None), port, 8, None)
-            signed = run_child(make_workspace(root, 5000, key), port, 8, key)
-            dkim_us = signed["cpu_us"] - plain["cpu_us"]
-            openssl_us = openssl_sign_seconds() * 1e6
+            # CPU a message, signed less unsigned; the least of three runs each (the machine's
+            # other work only ever adds to a figure), against openssl's own in the same run.
+            runs = iter(range(1000))
+
+            def cpu_us(key_file: Path | None) -> float:  # a fresh workspace and database each
+                folder = root / f"run{next(runs)}"
+                folder.mkdir()
+                return run_child(make_workspace(folder, 5000, key_file), port, 8, key_file)[
+                    "cpu_us"
+                ]
+
+            plain = min(cpu_us(None) for _ in range(3))
+            signed = min(cpu_us(key) for _ in range(3))
+            dkim_us = signed - plain
+            openssl_us = min(openssl_sign_seconds() for _ in range(2)) * 1e6
             print(
-                f"DKIM: {dkim_us:.0f} us of CPU a message more than unsigned; openssl speed "
-                f"rsa2048: {openssl_us:.0f} us a signature; ratio {dkim_us / openssl_us:.2f} "
-                "(today about 1.2: keep at or under)"
+                f"DKIM: {dkim_us:.0f} us of CPU a message more than unsigned ({signed:.0f} against "
+                f"{plain:.0f}, least of 3 sends of 5,000 each); openssl speed rsa2048: "
+                f"{openssl_us:.0f} us a signature; ratio {dkim_us / openssl_us:.2f} (goal <= 1.2)"
             )
     finally:
         sink.terminate()
