@@ -435,12 +435,11 @@ def test_times_written_by_the_send_loop_read_back_like_any_other(world, settings
             assert shapes == {"9999-99-99 99:99:99.999999"}, shapes
 
 
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_list_larger_than_the_first_queued_is_sent_whole_as_its_rest_is_queued(  # type: ignore[no-untyped-def]
     world, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On PostgreSQL a send queues its first subscribers and starts; the rest is queued beside
-    the sending: everyone still gets their edition once, and the progress total is the list's."""
+    """A send queues its first subscribers and starts; the rest is queued beside the sending:
+    everyone still gets their edition once, and the progress total is the list's."""
     from newsletter.delivery import sender as sender_module
 
     monkeypatch.setattr(sender_module, "FIRST_QUEUED", 4)

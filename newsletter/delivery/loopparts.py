@@ -79,11 +79,18 @@ class Queries:
 
 
 class Backfill:
-    """The rest of the list, queued beside the send (on PostgreSQL a send queues its first
-    subscribers, then starts), in a database thread of its own: claims never wait for it."""
+    """The rest of the list, queued beside the send (a send queues its first subscribers, then
+    starts)."""
 
-    def __init__(self, queue_rest: Callable[[], int] | None, summary: SendSummary) -> None:
-        self._queue_rest, self._summary = queue_rest, summary
+    def __init__(
+        self,
+        queue_rest: Callable[[], int] | None,
+        summary: SendSummary,
+        shared: DatabaseThread | None = None,
+    ) -> None:
+        """``shared``: the send's own database thread (SQLite, one writer at a time), else a
+        thread of its own (PostgreSQL: claims and writes never wait for it)."""
+        self._queue_rest, self._summary, self._shared = queue_rest, summary, shared
         self.added = 0  # rows the rest queued (the send's total grows by as many)
         self._done = asyncio.Event()
         self._db: DatabaseThread | None = None
@@ -95,8 +102,9 @@ class Backfill:
         """Queue the rest (a database error that outlasts the retries stops the send)."""
         if self._queue_rest is None:
             return
-        self._db = DatabaseThread()
-        self.added = added = await self._db.call("queue the rest of the list", self._queue_rest)
+        db = self._shared or DatabaseThread()
+        self._db = None if self._shared else db
+        self.added = added = await db.call("queue the rest of the list", self._queue_rest)
         self._summary.queued_now += added
         self._fresh = added > 0
         self._done.set()

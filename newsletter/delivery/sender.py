@@ -45,8 +45,8 @@ from newsletter.errors import MessageError, TransportError
 from newsletter.storage import locks
 from newsletter.storage.db import Database
 
-# On PostgreSQL a send queues this many subscribers before its first message; the rest of the
-# list is queued beside the sending (20,000 rows took 0.28 s that every message waited for).
+# A send queues this many subscribers before its first message; the rest of the list is queued
+# beside the sending (on PostgreSQL 20,000 rows took 0.28 s that every message waited for).
 FIRST_QUEUED = 2000
 
 
@@ -259,9 +259,8 @@ class Sender:
                 senders.register(conn, self.owner, options.issue)
                 senders.requeue_dead(conn, options.issue, self.limits.sender_timeout)
             sendlog.recover(conn, options.issue, single_sender=single)
-            # PostgreSQL: the first subscribers now, the rest while their messages go out
-            first = None if single else FIRST_QUEUED
-            summary.queued_now, last = sendlog.enqueue(conn, options.issue, lid, limit=first)
+            # the first subscribers now, the rest while their messages go out
+            summary.queued_now, last = sendlog.enqueue(conn, options.issue, lid, limit=FIRST_QUEUED)
             run_id = sendlog.start_run(conn, options.issue, options.list_name, options.origin)
             recent = (
                 sendlog.sent_since(conn, now() - timedelta(hours=1))

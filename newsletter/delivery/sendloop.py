@@ -80,7 +80,7 @@ class SendLoop:
         self.throttled = False  # a throttling reply came: the rate slows for every sender
         self.gate = warmup.Gate(sender.db, self.limits.warmup)
         self.signing = SigningProcesses(sender.dkim.key_pem()) if sender.dkim else None
-        self.rest = Backfill(queue_rest, summary)  # the rest of the list, queued beside
+        self.rest = Backfill(queue_rest, summary, self.db if self.single else None)
 
     @property
     def halted(self) -> bool:
