@@ -443,6 +443,7 @@ def test_a_list_larger_than_the_first_queued_is_sent_whole_as_its_rest_is_queued
     from newsletter.delivery import sender as sender_module
 
     monkeypatch.setattr(sender_module, "FIRST_QUEUED", 4)
+    monkeypatch.setattr(sender_module, "REST_CHUNK", 5)  # the rest in chunks of 5
     settings, db, server = world
     totals: list[int] = []
     sender = Sender(

@@ -78,35 +78,43 @@ class Queries:
             return locks.heartbeat(conn, f"send:{self.issue}", self.owner)
 
 
+class Rest(NamedTuple):
+    """The part of the list not queued before the send began: ``more(after)`` queues the next
+    chunk above subscriber id ``after`` and returns (how many, the next ``after`` or None)."""
+
+    more: Callable[[int], tuple[int, int | None]]
+    after: int
+
+
 class Backfill:
     """The rest of the list, queued beside the send (a send queues its first subscribers, then
-    starts)."""
+    starts), chunk by chunk so that the send's own database calls go between them."""
 
     def __init__(
-        self,
-        queue_rest: Callable[[], int] | None,
-        summary: SendSummary,
-        shared: DatabaseThread | None = None,
+        self, rest: Rest | None, summary: SendSummary, shared: DatabaseThread | None = None
     ) -> None:
         """``shared``: the send's own database thread (SQLite, one writer at a time), else a
         thread of its own (PostgreSQL: claims and writes never wait for it)."""
-        self._queue_rest, self._summary, self._shared = queue_rest, summary, shared
+        self._rest, self._summary, self._shared = rest, summary, shared
         self.added = 0  # rows the rest queued (the send's total grows by as many)
         self._done = asyncio.Event()
         self._db: DatabaseThread | None = None
         self._fresh = False  # rows queued that no claim has looked for yet
-        if queue_rest is None:
+        if rest is None:
             self._done.set()
 
     async def run(self) -> None:
         """Queue the rest (a database error that outlasts the retries stops the send)."""
-        if self._queue_rest is None:
+        if self._rest is None:
             return
         db = self._shared or DatabaseThread()
         self._db = None if self._shared else db
-        self.added = added = await db.call("queue the rest of the list", self._queue_rest)
-        self._summary.queued_now += added
-        self._fresh = added > 0
+        after: int | None = self._rest.after
+        while after is not None:
+            added, after = await db.call("queue the rest of the list", self._rest.more, after)
+            self.added += added
+            self._summary.queued_now += added
+            self._fresh = self._fresh or added > 0
         self._done.set()
 
     async def finished(self) -> bool:

@@ -35,6 +35,7 @@ from newsletter.core.states import PENDING, SendState
 from newsletter.core.tokens import Signer
 from newsletter.delivery import senders, sendlog
 from newsletter.delivery.dkim import DKIMSigner
+from newsletter.delivery.loopparts import Rest
 from newsletter.delivery.message import MessageTemplate, Recipient, SenderConfig, SlotMarks
 from newsletter.delivery.options import Limits, SendOptions, SendSummary
 from newsletter.delivery.ratelimit import RateLimiter
@@ -48,6 +49,7 @@ from newsletter.storage.db import Database
 # A send queues this many subscribers before its first message; the rest of the list is queued
 # beside the sending (on PostgreSQL 20,000 rows took 0.28 s that every message waited for).
 FIRST_QUEUED = 2000
+REST_CHUNK = 20_000  # then this many a transaction (the send's own statements go between)
 
 
 @dataclass(frozen=True)
@@ -244,9 +246,9 @@ class Sender:
             return RateLimiter(per_second, per_hour, recent)
         return SharedRateLimiter(self.db, per_second, per_hour)
 
-    def _queue_rest(self, issue: str, list_id: int, after: int) -> int:
+    def _queue_more(self, issue: str, list_id: int, after: int) -> tuple[int, int | None]:
         with self.db.connect() as conn, conn.begin():
-            return sendlog.enqueue(conn, issue, list_id, after=after)[0]
+            return sendlog.enqueue(conn, issue, list_id, after=after, limit=REST_CHUNK)
 
     async def _send(self, issue: Issue, options: SendOptions, summary: SendSummary) -> None:
         single = self.db.backend != "postgresql"
@@ -277,7 +279,7 @@ class Sender:
                 summary,
                 self._limiter(single, recent),
                 total,
-                None if last is None else partial(self._queue_rest, options.issue, lid, last),
+                None if last is None else Rest(partial(self._queue_more, options.issue, lid), last),
             ).run()
         except TransportError as exc:
             summary.paused = str(exc)

@@ -22,14 +22,13 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Callable
 from datetime import timedelta
 
 from newsletter.core.clock import now
 from newsletter.core.models import Issue
 from newsletter.core.states import SendState, SubscriberStatus
 from newsletter.delivery import senders, sendlog, supervise, warmup
-from newsletter.delivery.loopparts import Backfill, Host, Job, Queries
+from newsletter.delivery.loopparts import Backfill, Host, Job, Queries, Rest
 from newsletter.delivery.message import Draft, Recipient
 from newsletter.delivery.options import SendOptions, SendSummary
 from newsletter.delivery.ratelimit import RateLimiter
@@ -59,7 +58,7 @@ class SendLoop:
         summary: SendSummary,
         limiter: RateLimiter | SharedRateLimiter,
         total: int,
-        queue_rest: Callable[[], int] | None = None,
+        rest: Rest | None = None,
     ) -> None:
         self.sender, self.issue, self.options = sender, issue, options
         self.summary, self.limiter, self.total = summary, limiter, total
@@ -80,7 +79,7 @@ class SendLoop:
         self.throttled = False  # a throttling reply came: the rate slows for every sender
         self.gate = warmup.Gate(sender.db, self.limits.warmup)
         self.signing = SigningProcesses(sender.dkim.key_pem()) if sender.dkim else None
-        self.rest = Backfill(queue_rest, summary, self.db if self.single else None)
+        self.rest = Backfill(rest, summary, self.db if self.single else None)
 
     @property
     def halted(self) -> bool:
