@@ -9,7 +9,7 @@ from sqlalchemy import select
 from newsletter.audience.subscribers import add, list_id
 from newsletter.core.interests import Vocabulary
 from newsletter.core.states import SendState
-from newsletter.delivery import sendlog
+from newsletter.delivery import senders, sendlog
 from newsletter.storage.db import Database, send_log
 
 ISSUE = "2026-11-16"
@@ -88,3 +88,23 @@ def test_a_list_queued_in_two_steps_queues_everyone_once(
     with db.connect() as conn:
         ids = [r for (r,) in conn.execute(select(send_log.c.subscriber_id))]
     assert len(ids) == len(set(ids)) == 30
+
+
+def test_a_sender_that_ends_puts_the_rows_it_still_holds_back_in_the_queue(
+    db: Database, vocabulary: Vocabulary
+) -> None:
+    """Rows cut off by a stop go back at once, not after the 10-minute lease; another
+    sender's claims are left alone."""
+    _queue(db, vocabulary, 6)
+    with db.connect() as conn, conn.begin():
+        senders.register(conn, "sender-a", ISSUE)
+        mine = sendlog.claim(conn, ISSUE, "sender-a", 2)
+        theirs = sendlog.claim(conn, ISSUE, "sender-b", 2)
+        done = sendlog.Outcome(mine[0].id, mine[0].subscriber_id, SendState.SENT, 250, "ok")
+        sendlog.record(conn, [done], bounce_limit=3)
+    with db.connect() as conn, conn.begin():
+        assert senders.unregister(conn, "sender-a") == 1
+    with db.connect() as conn:
+        states = dict(conn.execute(select(send_log.c.id, send_log.c.state)).all())
+    assert states[mine[0].id] == "sent" and states[mine[1].id] == "queued"
+    assert {states[r.id] for r in theirs} == {"sending"}

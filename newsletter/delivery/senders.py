@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.core.clock import now
 from newsletter.core.states import SendState
@@ -51,8 +52,24 @@ def beat(conn: Connection, owner: str, sent: int, rate: float) -> bool:
     return bool(changed)
 
 
-def unregister(conn: Connection, owner: str) -> None:
+def unregister(conn: Connection, owner: str) -> int:
+    """This sender is done: rows it still holds (cut off by a stop) go back to the queue at
+    once, rather than after the 10-minute lease, and its row goes; returns how many went back.
+    A database that refuses the update (the reason the send stopped, maybe) leaves them to the
+    lease, with a warning: it never keeps the sender's end from being recorded."""
+    moved = 0
+    try:
+        with conn.begin_nested():
+            moved = conn.execute(
+                update(send_log)
+                .where(send_log.c.claimed_by == owner, send_log.c.state == SendState.SENDING)
+                .values(state=SendState.QUEUED, claimed_by=None, claimed_at=None, updated_at=now())
+            ).rowcount
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()
+        log.warning("the rows this sender held stay claimed: %s", reason[0] if reason else exc)
     conn.execute(delete(senders).where(senders.c.owner == owner))
+    return int(moved or 0)
 
 
 def requeue_dead(conn: Connection, issue: str, timeout: float) -> int:
