@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError
 
 from newsletter.delivery.sendlog import Outcome
 from newsletter.errors import DatabaseError
+from newsletter.storage.db import error_line
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -36,12 +37,6 @@ CALL_DEADLINE = 120.0  # seconds one database call may take
 # cost ~10 % of the send's speed; 10 ms keeps the outcomes of a fast send in batches of ~30
 # and adds at most 10 ms of messages to what a kill -9 can leave unrecorded.
 COMMIT_INTERVAL = 0.010
-
-
-def _reason(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__)[:300]
 
 
 class DatabaseThread:
@@ -65,7 +60,7 @@ class DatabaseThread:
                 reason = (
                     f"no answer in {CALL_DEADLINE:g} s"
                     if isinstance(exc, TimeoutError)
-                    else _reason(exc)
+                    else error_line(exc)
                 )
                 if attempt == len(delays):
                     raise DatabaseError(

@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from newsletter.core.clock import now
 from newsletter.core.states import SendState
-from newsletter.storage.db import Database, send_log, senders
+from newsletter.storage.db import Database, error_line, send_log, senders
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,7 @@ def unregister(conn: Connection, owner: str) -> int:
                 .values(state=SendState.QUEUED, claimed_by=None, claimed_at=None, updated_at=now())
             ).rowcount
     except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", exc)).strip().splitlines()
-        log.warning("the rows this sender held stay claimed: %s", reason[0] if reason else exc)
+        log.warning("the rows this sender held stay claimed: %s", error_line(exc))
     conn.execute(delete(senders).where(senders.c.owner == owner))
     return int(moved or 0)
 

@@ -37,16 +37,10 @@ from newsletter.delivery.factory import make_sender
 from newsletter.errors import NewsletterError, NoArticlesError, SendLockedError
 from newsletter.schedule.cron import JOBS_TABLE, check_schedules
 from newsletter.storage import locks
-from newsletter.storage.db import Database, schedule_runs
+from newsletter.storage.db import Database, error_line, schedule_runs
 
 log = logging.getLogger("newsletter.schedule.service")
 BEAT_SECONDS = 20.0  # the lock is stale after 90 s without a beat
-
-
-def _short(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None)
-    lines = str(orig if orig is not None else exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
 
 
 LOCK = "scheduler"
@@ -167,7 +161,9 @@ class SchedulerService:
             except SQLAlchemyError as exc:
                 wait = min(5.0, BEAT_SECONDS)
                 log.warning(
-                    "cannot refresh the scheduler lock (%s); retrying in %g s", _short(exc), wait
+                    "cannot refresh the scheduler lock (%s); retrying in %g s",
+                    error_line(exc),
+                    wait,
                 )
                 continue
             wait = BEAT_SECONDS
@@ -222,7 +218,7 @@ class SchedulerService:
                 make_policy(self.settings),
             )
         except Exception as exc:  # the mailbox or the database away: the next round will tell
-            log.warning("fetching returned mail failed: %s", _short(exc))
+            log.warning("fetching returned mail failed: %s", error_line(exc))
             return
         log.info(
             "returned mail: %d read, %s, %d refused",
@@ -288,10 +284,12 @@ class SchedulerService:
                         name,
                         result["outcome"],
                         run_id,
-                        _short(exc),
+                        error_line(exc),
                     )
                     return
-                log.warning("schedule %s: cannot record the run (%s); retrying", name, _short(exc))
+                log.warning(
+                    "schedule %s: cannot record the run (%s); retrying", name, error_line(exc)
+                )
                 self._stop.wait(delay)
 
     def _issue(self, schedule: ScheduleSettings, day: date) -> str | None:

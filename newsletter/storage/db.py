@@ -131,6 +131,13 @@ def make_engine(url: str) -> Engine:
 SCHEMA_HEAD = "0009_relay"
 
 
+def error_line(exc: BaseException) -> str:
+    """The first line of a database error (the driver's own message), for one-line reports."""
+    orig = getattr(exc, "orig", None)
+    lines = str(orig if orig is not None else exc).strip().splitlines()
+    return (lines[0] if lines else type(exc).__name__)[:300]
+
+
 def _revision(conn: Connection) -> str | None:
     row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
     return str(row[0]) if row else None
@@ -206,6 +213,7 @@ __all__ = [
     "Database",
     "SQLAlchemyError",
     "UTCDateTime",
+    "error_line",
     "events",
     "lists",
     "locks",
